@@ -1,0 +1,94 @@
+import math
+
+import pytest
+import torch
+
+from course_utils import schedules
+
+
+@pytest.fixture(params=["linear", "cosine"])
+def vp(request):
+    return schedules.linear_schedule() if request.param == "linear" else schedules.cosine_schedule()
+
+
+def test_endpoints_and_monotone(vp):
+    t = torch.linspace(0, 1, 2001)
+    ab = vp.alpha_bar(t)
+    assert ab[0] == 1.0
+    assert ab[-1] < 1e-4  # almost pure noise at t = 1
+    assert torch.all(ab[1:] < ab[:-1])  # strictly decreasing
+    snr = vp.snr(t[1:])
+    assert torch.all(snr[1:] < snr[:-1])
+
+
+def test_variance_preserving(vp):
+    t = torch.rand(100)
+    torch.testing.assert_close(vp.alpha(t) ** 2 + vp.sigma(t) ** 2, torch.ones(100))
+
+
+def test_linear_matches_cumulative_product():
+    s = schedules.linear_schedule(T=1000, beta_start=1e-4, beta_end=0.02)
+    betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
+    expected = torch.cumprod(1 - betas, 0)
+    for i in (1, 250, 500, 750, 1000):
+        assert s.alpha_bar(i / 1000).item() == pytest.approx(expected[i - 1].item(), rel=1e-5)
+    torch.testing.assert_close(s.betas.double(), betas, atol=1e-6, rtol=1e-4)
+    assert s.T == 1000
+
+
+def test_cosine_matches_closed_form():
+    s = schedules.cosine_schedule(T=1000)
+    t = torch.arange(0, 990) / 1000  # the last steps are clipped at beta = 0.999 by design
+    closed = schedules.cosine_alpha_bar(t.double()).float()
+    torch.testing.assert_close(s.alpha_bar(t), closed, rtol=1e-4, atol=1e-6)
+    # the textbook formula at one point, written out
+    f = lambda u: math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+    assert s.alpha_bar(0.5).item() == pytest.approx(f(0.5) / f(0.0), rel=1e-5)
+
+
+def test_interpolation_between_steps_is_log_linear():
+    s = schedules.linear_schedule(T=10)
+    mid = s.alpha_bar(0.25)  # halfway between steps 2 and 3
+    expected = math.sqrt(s.at_step(2).item() * s.at_step(3).item())
+    assert mid.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_forward_noising_has_unit_variance(vp):
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(20000, generator=g)
+    eps = torch.randn(20000, generator=g)
+    for t in (0.1, 0.5, 0.9):
+        xt = vp.add_noise(x0, torch.tensor(t), eps)
+        assert xt.var().item() == pytest.approx(1.0, abs=0.03)
+
+
+def test_add_noise_broadcasts_per_sample(vp):
+    x0, eps = torch.ones(3, 1, 2, 2), torch.zeros(3, 1, 2, 2)
+    t = torch.tensor([0.0, 0.5, 1.0])
+    xt = vp.add_noise(x0, t, eps)
+    torch.testing.assert_close(xt[:, 0, 0, 0], vp.alpha(t))
+
+
+def test_flow_schedule_is_straight_line():
+    f = schedules.FlowSchedule()
+    t = torch.tensor([0.0, 0.3, 1.0])
+    torch.testing.assert_close(f.alpha(t), 1 - t)
+    torch.testing.assert_close(f.sigma(t), t)
+    x0, eps = torch.full((3, 1), 2.0), torch.full((3, 1), -1.0)
+    torch.testing.assert_close(f.add_noise(x0, t, eps)[:, 0], 2 - 3 * t)
+
+
+def test_time_and_step_grids():
+    g = schedules.time_grid(4)
+    torch.testing.assert_close(g, torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0]))
+    steps = schedules.step_grid(1000, 990, 30)
+    assert steps[0].item() == pytest.approx(0.99) and steps[-1] == 0 and len(steps) == 34
+    with pytest.raises(ValueError):
+        schedules.time_grid(0)
+    with pytest.raises(ValueError):
+        schedules.step_grid(1000, 0, 30)
+
+
+def test_time_outside_unit_interval_is_rejected(vp):
+    with pytest.raises(ValueError):
+        vp.alpha_bar(torch.tensor([1.5]))

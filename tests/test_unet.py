@@ -1,0 +1,100 @@
+import pytest
+import torch
+
+from course_utils import layers
+from course_utils.unet import UNetConfig, build_unet, count_parameters
+
+
+def test_blocks_change_sizes_as_documented():
+    x = torch.randn(2, 4, 28, 28)
+    assert layers.Conv(4, 6)(x).shape == (2, 6, 28, 28)
+    assert layers.DownConv(4, 6)(x).shape == (2, 6, 14, 14)
+    assert layers.UpConv(4, 6)(x).shape == (2, 6, 56, 56)
+    z = layers.Flatten(7)(torch.randn(2, 8, 7, 7))
+    assert z.shape == (2, 8, 1, 1)
+    assert layers.Unflatten(8, 7)(z).shape == (2, 8, 7, 7)
+    assert layers.FCBlock(3, 5)(torch.randn(2, 3)).shape == (2, 5)
+
+
+def test_flatten_is_the_spatial_mean():
+    x = torch.randn(2, 3, 7, 7)
+    torch.testing.assert_close(layers.Flatten(7)(x)[..., 0, 0], torch.nn.functional.gelu(x.mean(dim=(2, 3))))
+
+
+def test_sinusoidal_embedding_values():
+    emb = layers.sinusoidal_embedding(torch.tensor([0.0, 0.5]), 8)
+    assert emb.shape == (2, 8)
+    torch.testing.assert_close(emb[0], torch.tensor([0.0] * 4 + [1.0] * 4))
+    assert emb[1, 0].item() == pytest.approx(torch.sin(torch.tensor(500.0)).item(), abs=1e-4)
+    with pytest.raises(ValueError):
+        layers.sinusoidal_embedding(torch.zeros(1), 7)
+
+
+def test_class_embedding_one_hot_and_null():
+    emb = layers.ClassEmbedding(10)
+    out = emb(torch.tensor([3, -1]), 2, torch.device("cpu"))
+    assert out[0].argmax() == 3 and out[0].sum() == 1 and out[1].sum() == 0
+    assert emb(None, 2, torch.device("cpu")).abs().sum() == 0
+    with pytest.raises(ValueError):
+        emb(torch.tensor([10, 0]), 2, torch.device("cpu"))
+
+
+def test_vector_embedding_null_rows():
+    emb = layers.VectorEmbedding(32, 16)
+    with torch.no_grad():
+        emb.null.fill_(7.0)
+    cond = torch.rand(3, 32)
+    cond[1] = float("nan")
+    out = emb(cond, 3, torch.device("cpu"))
+    torch.testing.assert_close(out[1], torch.full((16,), 7.0))
+    assert torch.isfinite(out).all() and not torch.allclose(out[0], out[1])
+    with pytest.raises(ValueError):
+        emb(torch.rand(3, 31), 3, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("D, params", [(64, 1_975_361), (128, 7_891_073)])
+def test_mnist_unet_widths_and_size(D, params):
+    model = build_unet(UNetConfig.mnist(D, time_cond=False))
+    assert count_parameters(model) == params  # Berkeley's D = 64 / 128 sizes: about 2M / 8M
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+
+
+@pytest.mark.parametrize("embedding", ["scalar", "sinusoidal"])
+def test_time_conditioning_changes_output(embedding):
+    torch.manual_seed(0)
+    model = build_unet(UNetConfig.mnist(8, time_embedding=embedding)).eval()
+    x = torch.randn(2, 1, 28, 28)
+    a, b = model(x, torch.full((2,), 0.1)), model(x, torch.full((2,), 0.9))
+    assert a.shape == x.shape and not torch.allclose(a, b)
+    torch.testing.assert_close(model(x, torch.tensor(0.1)), a)  # scalar t broadcasts
+    with pytest.raises(ValueError, match="pass t"):
+        model(x)
+
+
+def test_class_conditioning_changes_output_and_accepts_null():
+    torch.manual_seed(0)
+    model = build_unet(UNetConfig.mnist(8, cond="class")).eval()
+    x, t = torch.randn(2, 1, 28, 28), torch.rand(2)
+    out3 = model(x, t, torch.tensor([3, 3]))
+    out5 = model(x, t, torch.tensor([5, 5]))
+    assert not torch.allclose(out3, out5)
+    torch.testing.assert_close(model(x, t, torch.tensor([-1, -1])), model(x, t, None))
+
+
+def test_bad_inputs_have_clear_errors():
+    model = build_unet(UNetConfig.mnist(8, time_cond=False))
+    with pytest.raises(ValueError, match="expected images"):
+        model(torch.randn(2, 3, 28, 28))
+    with pytest.raises(ValueError, match="not conditioned"):
+        model(torch.randn(2, 1, 28, 28), None, torch.tensor([1, 2]))
+    with pytest.raises(ValueError):
+        build_unet(UNetConfig.mnist(8, cond="text"))
+    with pytest.raises(ValueError):
+        build_unet(UNetConfig(arch="transformer"))
+
+
+def test_config_round_trip():
+    cfg = UNetConfig.mnist(32, cond="class")
+    assert UNetConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError):
+        UNetConfig.from_dict({"depth": 3})
