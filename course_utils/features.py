@@ -426,7 +426,8 @@ def graph_stats(adj: np.ndarray) -> tuple[float, float]:
     d = 1.0 / np.sqrt(deg)
     lap = np.eye(V) - d[:, None] * adj * d[None, :]
     lam2 = float(eigh(lap, eigvals_only=True, subset_by_index=[1, 1])[0])
-    return min(density, 1.0), float(squash(max(lam2, 0.0) * V * 4.0 / np.pi**2, 1.0))
+    lam2 = lam2 if lam2 > 1e-9 else 0.0  # round-off of an exact zero: the graph falls apart
+    return min(density, 1.0), float(squash(lam2 * V * 4.0 / np.pi**2, 1.0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -544,6 +545,7 @@ def _rms(lab_pixels: np.ndarray) -> float:
     """RMS colour difference (dE) from the mean colour."""
     if lab_pixels.shape[0] == 0:
         return 0.0
+    lab_pixels = lab_pixels.astype(np.float64)  # a float32 mean is off by round-off on flat images
     return float(np.sqrt(np.mean(np.sum((lab_pixels - lab_pixels.mean(0)) ** 2, axis=1))))
 
 
