@@ -1,0 +1,139 @@
+"""Training losses: ``loss_fn(model, batch, *, generator=None) -> scalar``.
+
+A batch is an image tensor x0 (B, C, H, W) in [-1, 1], or a tuple ``(x0, cond)`` with class ids
+(B,) or feature vectors (B, d). Every random draw (times, noise, condition dropout) comes from the
+``generator`` the training loop passes in, so a run is reproducible and resumable.
+
+Configure a loss with keyword arguments and hand it to the training loop as a partial::
+
+    loss_fn = functools.partial(losses.ddpm_loss, schedule=schedules.linear_schedule(1000))
+    loss = loss_fn(model, (x0, labels), generator=g)
+
+- :func:`denoising_loss`: the single-step denoiser of notebook 03, ``x0 + sigma eps -> x0``.
+- :func:`ddpm_loss`: epsilon prediction (Ho et al. 2020, Algorithm 1) at integer steps t = i / T.
+- :func:`flow_matching_loss`: velocity prediction on the straight path (Lipman et al. 2023).
+- :func:`drop_condition`: classifier-free guidance training (Ho & Salimans 2022): with probability
+  p a condition is replaced by "no condition" (class id -1, or a row of NaN for feature vectors).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import targets
+from .schedules import DiscreteSchedule, FlowSchedule
+
+Batch = Tensor | tuple | list
+
+
+def unpack(batch: Batch) -> tuple[Tensor, Tensor | None]:
+    """``x0`` or ``(x0,)`` or ``(x0, cond)`` -> ``(x0, cond or None)``."""
+    if torch.is_tensor(batch):
+        return batch, None
+    if len(batch) == 1:
+        return batch[0], None
+    x0, cond = batch[0], batch[1]
+    return x0, cond
+
+
+def randn_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Standard normal noise shaped like x, drawn from ``generator`` (on its device), moved to x's."""
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+
+
+def _rand(n: int, generator: torch.Generator | None, like: Tensor) -> Tensor:
+    device = generator.device if generator is not None else like.device
+    return torch.rand(n, generator=generator, device=device).to(like.device)
+
+
+def null_condition(cond: Tensor | None) -> Tensor | None:
+    """The "no condition" version of a batch of conditions: ids -> -1, vectors -> NaN rows."""
+    if cond is None:
+        return None
+    if cond.dtype.is_floating_point:
+        return torch.full_like(cond, float("nan"))
+    return torch.full_like(cond, -1)
+
+
+def drop_condition(cond: Tensor | None, p: float, generator: torch.Generator | None = None) -> Tensor | None:
+    """Replace each condition by "no condition" with probability ``p`` (CFG training).
+
+    Class ids (B,) become -1; feature vectors (B, d) become rows of NaN. ``None`` stays ``None``.
+    The random draw happens even for p = 0, so changing p never shifts the rest of a run's noise.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError("the drop probability p must lie in [0, 1]")
+    if cond is None:
+        return None
+    drop = _rand(cond.shape[0], generator, cond) < p  # (B,)
+    if cond.dtype.is_floating_point:
+        return torch.where(drop[:, None], torch.full_like(cond, float("nan")), cond)
+    return torch.where(drop, torch.full_like(cond, -1), cond)
+
+
+def denoising_loss(
+    model: nn.Module,
+    batch: Batch,
+    *,
+    sigma: float = 0.5,
+    pure_noise: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The single-step denoiser of notebook 03: predict x0 from z = x0 + sigma eps (MSE).
+
+    With ``pure_noise=True`` the input is eps alone: the best the model can do is the mean image.
+    The model is called as ``model(z, t, cond)`` with t = sigma (ignored by a model without time).
+    """
+    x0, cond = unpack(batch)
+    eps = randn_like(x0, generator)
+    z = eps if pure_noise else x0 + sigma * eps
+    t = torch.full((x0.shape[0],), float(sigma), device=x0.device)
+    return F.mse_loss(model(z, t, cond), x0)
+
+
+def ddpm_loss(
+    model: nn.Module,
+    batch: Batch,
+    *,
+    schedule: DiscreteSchedule,
+    p_uncond: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """DDPM's simple loss (Ho et al. 2020, Algorithm 1): || eps - eps_hat(xt, t) ||^2.
+
+    i ~ Uniform{1..T}, t = i / T, xt = sqrt(alpha_bar_i) x0 + sqrt(1 - alpha_bar_i) eps.
+    With ``p_uncond > 0`` the conditions are dropped first (classifier-free guidance).
+    """
+    x0, cond = unpack(batch)
+    B = x0.shape[0]
+    cond = drop_condition(cond, p_uncond, generator) if cond is not None else None  # CFG dropout
+    device = generator.device if generator is not None else x0.device
+    i = torch.randint(1, schedule.T + 1, (B,), generator=generator, device=device).to(x0.device)
+    t = i.float() / schedule.T  # (B,) the integer steps appear only here
+    eps = randn_like(x0, generator)
+    xt = schedule.add_noise(x0, t, eps)
+    eps_hat = model(xt, t, cond)
+    return F.mse_loss(eps_hat, eps)
+
+
+def flow_matching_loss(
+    model: nn.Module,
+    batch: Batch,
+    *,
+    p_uncond: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Conditional flow matching (Lipman et al. 2023): || u - u_hat(xt, t) ||^2 on the straight path.
+
+    t ~ Uniform[0, 1], xt = (1 - t) x0 + t eps, target velocity u = dxt/dt = eps - x0.
+    With ``p_uncond > 0`` the conditions are dropped first (classifier-free guidance).
+    """
+    x0, cond = unpack(batch)
+    cond = drop_condition(cond, p_uncond, generator) if cond is not None else None  # CFG dropout
+    t = _rand(x0.shape[0], generator, x0)  # (B,)
+    eps = randn_like(x0, generator)
+    xt = FlowSchedule().add_noise(x0, t, eps)
+    u = targets.velocity_from_eps_x0(eps, x0)
+    return F.mse_loss(model(xt, t, cond), u)

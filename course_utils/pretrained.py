@@ -1,0 +1,264 @@
+"""Named course checkpoints: load them if present (hash checked), else train them from their recipe.
+
+Each name has a :class:`Recipe`: the UNet configuration, the objective (DDPM epsilon prediction or
+flow-matching velocity), the schedule, the training hyper-parameters of a full run and the
+smaller sizes of a fast one. The weights live in ``config.checkpoint_dir()`` as
+``NAME.safetensors`` (float16, EMA weights) beside ``NAME.json`` (the recipe, the loss history,
+how long training took and on what machine, and the file's SHA-256).
+
+- A checkpoint shipped with the course is checked against the SHA-256 recorded here.
+- One trained on your machine is checked against its own JSON record.
+- ``load_or_train(name)`` trains and caches a missing checkpoint; in fast mode (``COURSE_FAST=1``)
+  it trains the small fast recipe into ``NAME.fast.safetensors`` instead, so a quick run never
+  stands in for a full one.
+
+From the command line: ``python -m course_utils train mnist-ddpm`` (see ``__main__.py``).
+"""
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import config, data, guidance, losses, samplers, schedules, training
+from .unet import UNetConfig, build_unet
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a named checkpoint is trained and sampled."""
+
+    name: str
+    about: str
+    unet: UNetConfig
+    objective: str  # "ddpm" (epsilon prediction, DDPM schedule) or "flow" (velocity, flow path)
+    schedule: str = "linear"  # DDPM schedules only: "linear" or "cosine"
+    T: int = 1000
+    p_uncond: float = 0.0  # condition dropout for classifier-free guidance
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 2e-3
+    lr_schedule: str = "exponential"
+    lr_final_factor: float = 0.1  # exponential decay: lr falls by this factor over the run
+    optimizer: str = "adam"
+    ema_decay: float = 0.999
+    seed: int = 0
+    data_limit: int | None = None  # None: all 60,000 MNIST training digits
+    fast: dict = field(default_factory=dict)  # what fast mode changes: epochs, data_limit, hidden
+    sample_steps: int = 20
+    sha256: str | None = None  # of the shipped NAME.safetensors
+    trained: str = ""  # how the shipped checkpoint was made (time, machine)
+
+    @property
+    def gamma(self) -> float:
+        """Per-epoch factor of the exponential learning-rate decay (ExponentialLR's gamma)."""
+        return self.lr_final_factor ** (1.0 / max(1, self.epochs))
+
+    def for_fast_mode(self) -> "Recipe":
+        """The same recipe with the fast-mode sizes."""
+        changes = dict(self.fast)
+        hidden = changes.pop("hidden", None)
+        unet = self.unet.replace(hidden=hidden) if hidden else self.unet
+        return replace(self, unet=unet, sha256=None, trained="", **changes)
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["unet"] = self.unet.to_dict()
+        return values
+
+
+REGISTRY: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe(
+            name="mnist-ddpm",
+            about="unconditional DDPM on MNIST: epsilon prediction, linear betas 1e-4..0.02, T = 1000",
+            unet=UNetConfig.mnist(32, time_embedding="sinusoidal"),
+            objective="ddpm",
+            schedule="linear",
+            T=1000,
+            epochs=5,
+            fast=dict(epochs=1, data_limit=2000, hidden=16),
+            sample_steps=34,
+        ),
+        Recipe(
+            name="mnist-fm",
+            about="unconditional flow matching on MNIST: velocity on the straight path, Euler sampling",
+            unet=UNetConfig.mnist(32, time_embedding="sinusoidal"),
+            objective="flow",
+            epochs=5,
+            fast=dict(epochs=1, data_limit=2000, hidden=16),
+        ),
+        Recipe(
+            name="mnist-cfg",
+            about="class-conditional flow matching on MNIST with condition dropout p = 0.1 (CFG)",
+            unet=UNetConfig.mnist(32, time_embedding="sinusoidal", cond="class"),
+            objective="flow",
+            p_uncond=0.1,
+            epochs=5,
+            fast=dict(epochs=1, data_limit=2000, hidden=16),
+        ),
+    )
+}
+
+
+def names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def recipe(name: str) -> Recipe:
+    """The registered recipe called ``name`` (a clear error lists the known ones)."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown course model {name!r}; known: {', '.join(names())}")
+    return REGISTRY[name]
+
+
+def schedule_of(r: Recipe) -> schedules.Schedule:
+    if r.objective == "flow":
+        return schedules.FlowSchedule()
+    make = {"linear": schedules.linear_schedule, "cosine": schedules.cosine_schedule}[r.schedule]
+    return make(r.T)
+
+
+def loss_of(r: Recipe):
+    """The recipe's ``loss_fn(model, batch, generator=)``."""
+    if r.objective == "ddpm":
+        return functools.partial(losses.ddpm_loss, schedule=schedule_of(r), p_uncond=r.p_uncond)
+    if r.objective == "flow":
+        return functools.partial(losses.flow_matching_loss, p_uncond=r.p_uncond)
+    raise ValueError(f"unknown objective {r.objective!r}")
+
+
+def checkpoint_path(name: str, *, fast: bool = False) -> Path:
+    return config.checkpoint_dir() / (f"{name}.fast.safetensors" if fast else f"{name}.safetensors")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling with a course model
+
+
+def balanced_labels(n: int) -> torch.Tensor:
+    """0, 1, ..., 9, 0, 1, ...: n class ids with every digit as equally often as possible."""
+    return torch.arange(n) % 10
+
+
+@torch.no_grad()
+def generate(model: nn.Module, r: Recipe, n: int, *, steps: int | None = None, guidance_scale: float = 1.0,
+             labels: torch.Tensor | None = None, generator: torch.Generator | None = None,
+             progress: bool = False) -> torch.Tensor:
+    """n images (n, 1, 28, 28) in [-1, 1] from a course model with its own sampler.
+
+    DDPM models: ancestral sampling over ``steps`` evenly strided DDPM steps (clipped x0).
+    Flow models: Euler over ``time_grid(steps)``; class-conditional ones use classifier-free
+    guidance with ``guidance_scale`` and ``labels`` (default: balanced).
+    """
+    steps = steps or r.sample_steps
+    if n < 1 or steps < 1:
+        raise ValueError("need n >= 1 and steps >= 1")
+    device = next(model.parameters()).device
+    x = torch.randn(n, 1, r.unet.image_size, r.unet.image_size, generator=generator).to(device)
+    cond = None
+    model_fn = model
+    if r.unet.cond == "class":
+        cond = (balanced_labels(n) if labels is None else labels).to(device)
+        model_fn = guidance.cfg(model, guidance_scale)
+    if r.objective == "ddpm":
+        ts = torch.round(schedules.time_grid(steps) * r.T) / r.T  # land on DDPM's integer steps
+        return samplers.ddpm(model_fn, x, ts, schedule=schedule_of(r), cond=cond, generator=generator,
+                             clip_x0=True, progress=progress)
+    return samplers.euler(model_fn, x, schedules.time_grid(steps), cond=cond, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training, loading
+
+
+def train_recipe(name: str, *, fast: bool | None = None, epochs: int | None = None, progress: bool = True,
+                 run_dir: str | Path | None = None, device: torch.device | None = None) -> nn.Module:
+    """Train a named model from its recipe (resuming ``runs/NAME`` if it holds a checkpoint) and
+    export its EMA weights (float16) to the checkpoint folder; return the EMA model."""
+    fast = config.is_fast() if fast is None else fast
+    r = recipe(name).for_fast_mode() if fast else recipe(name)
+    if epochs is not None:
+        r = replace(r, epochs=epochs)
+    device = device or config.device()
+    images, labels = data.load_mnist("train", scale="signed", limit=r.data_limit)
+    train_data = (images, labels) if r.unet.cond == "class" else images
+    torch.manual_seed(r.seed)
+    model = build_unet(r.unet).to(device)
+    run_dir = Path(run_dir) if run_dir else config.repo_root() / "runs" / (f"{name}.fast" if fast else name)
+
+    def sample_fn(m: nn.Module, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(1234)
+        return data.to_unit(generate(m, r, 20, guidance_scale=3.0, generator=g)).cpu()
+
+    started = time.perf_counter()
+    result = training.train(
+        model, loss_of(r), train_data, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr,
+        lr_schedule=r.lr_schedule, gamma=r.gamma, optimizer=r.optimizer, ema_decay=r.ema_decay, seed=r.seed,
+        run_dir=run_dir, sample_fn=sample_fn, sample_every=1, progress=progress,
+        recipe=dict(r.to_dict(), fast=fast),
+    )
+    seconds = time.perf_counter() - started
+    final = result.final_model
+    record = dict(
+        name=name,
+        fast=fast,
+        recipe=r.to_dict(),
+        data=f"MNIST train, {images.shape[0]} digits, pixels in [-1, 1]",
+        epochs=result.epoch,
+        steps=result.step,
+        final_epoch_loss=result.epoch_losses[-1] if result.epoch_losses else None,
+        epoch_losses=result.epoch_losses,
+        epoch_seconds=[round(s, 1) for s in result.epoch_seconds],
+        train_seconds_total=round(sum(result.epoch_seconds), 1),
+        this_call_seconds=round(seconds, 1),
+        machine=training.machine_description(device),
+        losses=[round(v, 5) for v in result.losses],
+    )
+    training.export_weights(final, checkpoint_path(name, fast=fast), record, half=True)
+    return final.eval()
+
+
+def load(name: str, *, fast: bool = False, device: torch.device | None = None) -> nn.Module:
+    """Load a named checkpoint (EMA weights, eval mode) after checking its SHA-256.
+
+    A shipped checkpoint is checked against the hash in the registry; one trained locally against
+    its JSON record. Missing: ``FileNotFoundError`` saying how to train it.
+    """
+    r = recipe(name).for_fast_mode() if fast else recipe(name)
+    path = checkpoint_path(name, fast=fast)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint {path}; train it with `python -m course_utils train {name}"
+            f"{' --fast' if fast else ''}` or call pretrained.load_or_train({name!r})"
+        )
+    expected = None
+    sidecar = path.with_suffix(".json")
+    if r.sha256 and (not sidecar.is_file() or training.read_record(path).get("sha256") == r.sha256):
+        expected = r.sha256  # the shipped file: trust the registry, not a file beside it
+    model = build_unet(r.unet)
+    training.load_weights(model, path, sha256=expected)
+    return model.to(device or config.device()).eval()
+
+
+def load_or_train(name: str, *, fast: bool | None = None, progress: bool = True,
+                  device: torch.device | None = None) -> nn.Module:
+    """The named model: the full checkpoint if present; else, in fast mode, the fast one (trained
+    and cached if missing); else the full recipe trained now and cached."""
+    fast = config.is_fast() if fast is None else fast
+    if checkpoint_path(name).is_file():
+        return load(name, device=device)
+    if fast and checkpoint_path(name, fast=True).is_file():
+        return load(name, fast=True, device=device)
+    train_recipe(name, fast=fast, progress=progress, device=device)
+    return load(name, fast=fast, device=device)
+
+
+def record(name: str, *, fast: bool = False) -> dict:
+    """The JSON record of a checkpoint on disk (recipe, losses, training time and machine)."""
+    return training.read_record(checkpoint_path(name, fast=fast))

@@ -1,0 +1,223 @@
+"""Samplers: pure functions with one signature, walking a time grid from noise (t = 1) to data (t = 0).
+
+::
+
+    x = sampler(model_fn, x_init, ts, *, cond=None, generator=None,
+                return_trajectory=False, progress=False, ...)
+
+``ts`` is a decreasing 1-D tensor of times (``schedules.time_grid(n)`` or DDPM's strided
+``schedules.step_grid(1000, 990, 30)``); the sampler takes one step per consecutive pair (t, s).
+With ``return_trajectory=True`` it returns ``(x, [x_init, x_1, ..., x])``. Guidance, masks and
+views are wrappers around ``model_fn``, never sampler flags.
+
+What the model predicts is part of the sampler's contract:
+
+- :func:`ddpm` and :func:`ddim` take an **epsilon** model and the ``schedule`` it was trained on
+  (any ``alpha(t), sigma(t)`` path, so DDIM also runs on the flow path);
+- :func:`euler` and :func:`heun` take a **velocity** model on the flow path (alpha = 1 - t,
+  sigma = t): dx/dt = u(x, t).
+
+:func:`eps_from_velocity_model` and :func:`velocity_from_eps_model` convert between the two on
+the flow path. Symbols: for a step from t to s < t, ``alpha_t, sigma_t, alpha_s, sigma_s`` are
+the schedule's coefficients, ``x0_hat`` and ``eps_hat`` the model's estimates.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from . import targets
+from .schedules import Schedule
+
+ModelFn = Callable[..., Tensor]
+
+
+def _steps(ts: Tensor, progress: bool, desc: str):
+    ts = torch.as_tensor(ts, dtype=torch.float32).flatten()
+    if ts.numel() < 2 or torch.any(ts[1:] >= ts[:-1]):
+        raise ValueError("ts must be a decreasing grid of at least two times, e.g. time_grid(50)")
+    pairs = list(zip(ts[:-1].tolist(), ts[1:].tolist()))
+    if progress:
+        from tqdm.auto import tqdm
+
+        return tqdm(pairs, desc=desc, leave=False)
+    return pairs
+
+
+def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+
+
+def _time(t: float, x: Tensor) -> Tensor:
+    return torch.full((x.shape[0],), t, device=x.device, dtype=torch.float32)
+
+
+def _coefs(schedule: Schedule, t: float, x: Tensor) -> tuple[Tensor, Tensor]:
+    tt = torch.tensor(t, dtype=torch.float32)
+    return schedule.alpha(tt).to(x.device, x.dtype), schedule.sigma(tt).to(x.device, x.dtype)
+
+
+def _finish(x: Tensor, trajectory: list[Tensor] | None):
+    return (x, trajectory) if trajectory is not None else x
+
+
+def predict_x0(model_fn: ModelFn, x: Tensor, t: float, schedule: Schedule, *, cond=None, clip_x0: bool = False) -> tuple[Tensor, Tensor]:
+    """One call of an epsilon model: ``(x0_hat, eps_hat)``; with ``clip_x0`` x0_hat is clipped to
+    [-1, 1] and eps_hat recomputed from it, so the two stay consistent."""
+    alpha_t, sigma_t = _coefs(schedule, t, x)
+    eps_hat = model_fn(x, _time(t, x), cond)
+    x0_hat = targets.x0_from_eps(x, eps_hat, alpha_t, sigma_t)
+    if clip_x0:
+        x0_hat = x0_hat.clamp(-1.0, 1.0)
+        eps_hat = targets.eps_from_x0(x, x0_hat, alpha_t, sigma_t)
+    return x0_hat, eps_hat
+
+
+def posterior_variance(schedule: Schedule, t: float, s: float) -> Tensor:
+    """Variance of q(x_s | x_t, x0) for s < t: (sigma_s / sigma_t)^2 * sigma_{t|s}^2,
+    with sigma_{t|s}^2 = sigma_t^2 - (alpha_t / alpha_s)^2 sigma_s^2 (Ho et al. eq. 7, any pair of times)."""
+    alpha_t, sigma_t = _coefs(schedule, t, torch.zeros(()))
+    alpha_s, sigma_s = _coefs(schedule, s, torch.zeros(()))
+    sigma_ts2 = sigma_t**2 - (alpha_t / alpha_s) ** 2 * sigma_s**2
+    return (sigma_s / sigma_t) ** 2 * sigma_ts2.clamp(min=0.0)
+
+
+@torch.no_grad()
+def ddpm_step(model_fn: ModelFn, x: Tensor, t: float, s: float, schedule: Schedule, *, cond=None,
+              generator: torch.Generator | None = None, clip_x0: bool = False) -> Tensor:
+    """One ancestral step x_t -> x_s: a draw from the posterior q(x_s | x_t, x0 = x0_hat).
+
+    Ho et al. 2020, eq. 6-7 written for any pair of times s < t (so strided grids work):
+    mean = alpha_s sigma_{t|s}^2 / sigma_t^2 * x0_hat + alpha_{t|s} sigma_s^2 / sigma_t^2 * x_t,
+    alpha_{t|s} = alpha_t / alpha_s; no noise is added on the step to s = 0.
+    """
+    alpha_t, sigma_t = _coefs(schedule, t, x)
+    alpha_s, sigma_s = _coefs(schedule, s, x)
+    x0_hat, _ = predict_x0(model_fn, x, t, schedule, cond=cond, clip_x0=clip_x0)
+    alpha_ts = alpha_t / alpha_s
+    sigma_ts2 = sigma_t**2 - alpha_ts**2 * sigma_s**2
+    mean = alpha_s * sigma_ts2 / sigma_t**2 * x0_hat + alpha_ts * sigma_s**2 / sigma_t**2 * x  # eq. 7
+    if s <= 0:
+        return mean
+    var = posterior_variance(schedule, t, s).to(x.device, x.dtype)
+    return mean + var.sqrt() * _noise(x, generator)
+
+
+@torch.no_grad()
+def ddpm(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, schedule: Schedule, cond=None,
+         generator: torch.Generator | None = None, return_trajectory: bool = False, progress: bool = False,
+         clip_x0: bool = False):
+    """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) over the grid ``ts`` with an epsilon model."""
+    x = x_init
+    trajectory = [x_init] if return_trajectory else None
+    for t, s in _steps(ts, progress, "DDPM"):
+        x = ddpm_step(model_fn, x, t, s, schedule, cond=cond, generator=generator, clip_x0=clip_x0)
+        if trajectory is not None:
+            trajectory.append(x)
+    return _finish(x, trajectory)
+
+
+@torch.no_grad()
+def ddim_step(model_fn: ModelFn, x: Tensor, t: float, s: float, schedule: Schedule, *, cond=None,
+              eta: float = 0.0, generator: torch.Generator | None = None, clip_x0: bool = False) -> Tensor:
+    """One DDIM step x_t -> x_s (Song et al. 2021, eq. 12):
+
+    x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z,   c = eta * sqrt(posterior variance).
+
+    eta = 0 is deterministic; eta = 1 draws from DDPM's posterior (same mean and variance).
+    """
+    alpha_s, sigma_s = _coefs(schedule, s, x)
+    x0_hat, eps_hat = predict_x0(model_fn, x, t, schedule, cond=cond, clip_x0=clip_x0)
+    c2 = eta**2 * posterior_variance(schedule, t, s).to(x.device, x.dtype)
+    x_s = alpha_s * x0_hat + (sigma_s**2 - c2).clamp(min=0.0).sqrt() * eps_hat
+    if eta > 0 and s > 0:
+        x_s = x_s + c2.sqrt() * _noise(x, generator)
+    return x_s
+
+
+@torch.no_grad()
+def ddim(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, schedule: Schedule, eta: float = 0.0, cond=None,
+         generator: torch.Generator | None = None, return_trajectory: bool = False, progress: bool = False,
+         clip_x0: bool = False):
+    """DDIM sampling (Song et al. 2021) over ``ts`` with an epsilon model; ``eta`` in [0, 1]."""
+    if eta < 0:
+        raise ValueError("eta must be >= 0")
+    x = x_init
+    trajectory = [x_init] if return_trajectory else None
+    for t, s in _steps(ts, progress, f"DDIM eta={eta:g}"):
+        x = ddim_step(model_fn, x, t, s, schedule, cond=cond, eta=eta, generator=generator, clip_x0=clip_x0)
+        if trajectory is not None:
+            trajectory.append(x)
+    return _finish(x, trajectory)
+
+
+@torch.no_grad()
+def euler_step(model_fn: ModelFn, x: Tensor, t: float, s: float, *, cond=None) -> Tensor:
+    """x_s = x_t + (s - t) u_hat(x_t, t): one Euler step of dx/dt = u (s < t, so we step backwards)."""
+    return x + (s - t) * model_fn(x, _time(t, x), cond)
+
+
+@torch.no_grad()
+def euler(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, cond=None, generator: torch.Generator | None = None,
+          return_trajectory: bool = False, progress: bool = False):
+    """Euler's method on the flow-matching ODE dx/dt = u(x, t) from t = ts[0] to ts[-1] (velocity model).
+
+    Deterministic: ``generator`` is accepted for the common signature and not used.
+    """
+    x = x_init
+    trajectory = [x_init] if return_trajectory else None
+    for t, s in _steps(ts, progress, "Euler"):
+        x = euler_step(model_fn, x, t, s, cond=cond)
+        if trajectory is not None:
+            trajectory.append(x)
+    return _finish(x, trajectory)
+
+
+@torch.no_grad()
+def heun_step(model_fn: ModelFn, x: Tensor, t: float, s: float, *, cond=None) -> Tensor:
+    """Heun's method (Karras et al. 2022, Algorithm 1): an Euler step, then the average of the slopes
+    at both ends. The correction is skipped on the last step to s = 0, as in their algorithm."""
+    d_cur = model_fn(x, _time(t, x), cond)
+    x_next = x + (s - t) * d_cur
+    if s <= 0:
+        return x_next
+    d_next = model_fn(x_next, _time(s, x), cond)
+    return x + (s - t) * 0.5 * (d_cur + d_next)
+
+
+@torch.no_grad()
+def heun(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, cond=None, generator: torch.Generator | None = None,
+         return_trajectory: bool = False, progress: bool = False):
+    """Heun's second-order method on dx/dt = u(x, t) (velocity model); 2 model calls per step but the last."""
+    x = x_init
+    trajectory = [x_init] if return_trajectory else None
+    for t, s in _steps(ts, progress, "Heun"):
+        x = heun_step(model_fn, x, t, s, cond=cond)
+        if trajectory is not None:
+            trajectory.append(x)
+    return _finish(x, trajectory)
+
+
+def eps_from_velocity_model(model_fn: ModelFn) -> ModelFn:
+    """Wrap a velocity model (flow path) as an epsilon model: eps_hat = x + (1 - t) u_hat.
+
+    Use it with ``ddim(..., schedule=FlowSchedule())``; DDIM with eta = 0 on the flow path is
+    then exactly Euler's method.
+    """
+
+    def eps_model(x: Tensor, t: Tensor, cond=None) -> Tensor:
+        return targets.eps_from_velocity(x, model_fn(x, t, cond), targets.coef(t, x))
+
+    return eps_model
+
+
+def velocity_from_eps_model(model_fn: ModelFn) -> ModelFn:
+    """Wrap an epsilon model trained on the flow path as a velocity model: u_hat = (eps_hat - x) / (1 - t)."""
+
+    def velocity_model(x: Tensor, t: Tensor, cond=None) -> Tensor:
+        return targets.velocity_from_eps(x, model_fn(x, t, cond), targets.coef(t, x))
+
+    return velocity_model

@@ -1,0 +1,419 @@
+"""One explicit training loop for every model in the course, with EMA, checkpoints and resume.
+
+::
+
+    result = train(model, partial(losses.ddpm_loss, schedule=s), (images, labels),
+                   epochs=5, batch_size=128, lr=1e-3, ema_decay=0.999, seed=0, run_dir="runs/ddpm")
+
+Reproducibility: the order of the data in epoch e is a pure function of (seed, e) (a
+``torch.Generator`` seeded from both), the loss draws its times and noise from one generator
+seeded with ``seed``, and a checkpoint stores that generator's state and torch's global one.
+A run resumed from a checkpoint therefore produces the same losses as one that never stopped.
+
+Checkpoints are two files written atomically in ``run_dir``:
+
+- ``epoch_NNNN.safetensors``: tensors only, ``model.*``, ``ema.*``, ``optim.<i>.<key>`` (the
+  optimiser state flattened to tensors) and ``rng.*``;
+- ``epoch_NNNN.json``: the recipe (model config, hyper-parameters, seed, data description), the
+  epoch and step, the loss history, timings, and the SHA-256 of the tensor file.
+
+Loading checks the hash first: a changed tensor file fails with :class:`CheckpointError`.
+Tensors are read with safetensors only; nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from .files import atomic_path, atomic_write, sha256_file
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete or does not match its recorded hash."""
+
+
+# ---------------------------------------------------------------------------------------------
+# EMA
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """theta_ema <- decay * theta_ema + (1 - decay) * theta; buffers (BatchNorm statistics) copied."""
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p.detach(), 1.0 - decay)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data order
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator that shuffles epoch ``epoch``: a pure function of (seed, epoch)."""
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+
+
+def _as_tensors(data) -> tuple[Tensor, ...] | None:
+    """Tensors (N, ...) or a tuple of them or a TensorDataset -> tuple of tensors; else None."""
+    if torch.is_tensor(data):
+        return (data,)
+    if isinstance(data, torch.utils.data.TensorDataset):
+        return tuple(data.tensors)
+    if isinstance(data, (tuple, list)) and data and all(torch.is_tensor(d) for d in data):
+        if len({d.shape[0] for d in data}) != 1:
+            raise ValueError("all data tensors must have the same length")
+        return tuple(data)
+    return None
+
+
+def batches(tensors: tuple[Tensor, ...], batch_size: int, seed: int, epoch: int) -> Iterable[tuple[Tensor, ...]]:
+    """Shuffled mini-batches of an epoch; the order depends only on (seed, epoch)."""
+    order = torch.randperm(tensors[0].shape[0], generator=epoch_generator(seed, epoch))
+    for start in range(0, order.numel(), batch_size):
+        idx = order[start : start + batch_size]
+        yield tuple(t[idx] for t in tensors)
+
+
+def _describe(data) -> str:
+    tensors = _as_tensors(data)
+    if tensors is None:
+        return f"{type(data).__name__} of {len(data)} batches" if hasattr(data, "__len__") else type(data).__name__
+    return ", ".join(f"{tuple(t.shape)} {str(t.dtype).replace('torch.', '')}" for t in tensors)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list[dict]]:
+    """Optimiser state -> flat tensors ``optim.<param index>.<key>`` and JSON-able param groups."""
+    state = optimizer.state_dict()
+    tensors = {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            tensors[f"optim.{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in state["param_groups"]]
+    return tensors, groups
+
+
+def _unflatten_optimizer(tensors: dict[str, Tensor], groups: list[dict]) -> dict:
+    state: dict[int, dict[str, Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in groups]
+    return {"state": state, "param_groups": groups}
+
+
+def save_checkpoint(path: str | Path, tensors: dict[str, Tensor], record: dict) -> Path:
+    """Write ``path`` (.safetensors) and its ``.json`` record atomically; the record gets the hash."""
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
+    record = dict(record, file=path.name, sha256=sha256_file(path))
+    atomic_write(path.with_suffix(".json"), json.dumps(record, indent=1))
+    return path
+
+
+def read_record(path: str | Path) -> dict:
+    """The JSON record beside a checkpoint file."""
+    sidecar = Path(path).with_suffix(".json")
+    if not sidecar.is_file():
+        raise CheckpointError(f"{sidecar} is missing: cannot verify {Path(path).name}")
+    return json.loads(sidecar.read_text())
+
+
+def load_checkpoint(path: str | Path, *, sha256: str | None = None) -> tuple[dict[str, Tensor], dict]:
+    """Read a checkpoint's tensors and record after checking its SHA-256.
+
+    The expected hash is ``sha256`` if given (e.g. from the course registry), else the one in the
+    JSON record. A mismatch raises :class:`CheckpointError`; nothing is unpickled.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    record = read_record(path) if path.with_suffix(".json").is_file() or sha256 is None else {}
+    expected = sha256 or record.get("sha256")
+    actual = sha256_file(path)
+    if expected != actual:
+        raise CheckpointError(
+            f"checkpoint {path} does not match its recorded SHA-256 (expected {expected}, found {actual}): "
+            "the file was changed or only partly written. Delete it to retrain, or restore the original."
+        )
+    return load_file(str(path)), record
+
+
+def last_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest ``epoch_NNNN.safetensors`` in ``run_dir`` that has its JSON record, or None."""
+    run_dir = Path(run_dir)
+    found = sorted(p for p in run_dir.glob("epoch_*.safetensors") if p.with_suffix(".json").is_file())
+    return found[-1] if found else None
+
+
+def _prefixed(prefix: str, module: nn.Module) -> dict[str, Tensor]:
+    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+
+
+def _strip(prefix: str, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def load_weights(model: nn.Module, path: str | Path, *, ema: bool = True, sha256: str | None = None) -> dict:
+    """Load weights from a training checkpoint or an exported file into ``model``; return the record.
+
+    Takes the EMA weights when present and ``ema`` is True, else the raw model weights; tensors are
+    cast to the model's dtype (exported course checkpoints are stored in float16).
+    """
+    tensors, record = load_checkpoint(path, sha256=sha256)
+    prefix = "ema" if ema and any(k.startswith("ema.") for k in tensors) else "model"
+    weights = _strip(prefix, tensors)
+    if not weights:
+        raise CheckpointError(f"{path} holds no '{prefix}.*' tensors")
+    reference = model.state_dict()
+    weights = {k: v.to(reference[k].dtype) if k in reference else v for k, v in weights.items()}
+    model.load_state_dict(weights)
+    return record
+
+
+def export_weights(model: nn.Module, path: str | Path, record: dict, *, half: bool = True) -> Path:
+    """Save only the weights (``model.*``, float16 by default) with a JSON record: a shipped checkpoint."""
+    tensors = {}
+    for k, v in model.state_dict().items():
+        tensors[f"model.{k}"] = v.half() if half and v.is_floating_point() else v
+    return save_checkpoint(path, tensors, record)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the trained model, its EMA copy, losses and timings."""
+
+    model: nn.Module
+    ema: nn.Module | None
+    losses: list[float] = field(default_factory=list)  # one per step, the whole run (resumed included)
+    epoch_losses: list[float] = field(default_factory=list)  # mean per epoch
+    epoch_seconds: list[float] = field(default_factory=list)
+    step: int = 0
+    epoch: int = 0
+    run_dir: Path | None = None
+    resumed_from: int | None = None  # the epoch of the checkpoint the run continued from
+
+    @property
+    def final_model(self) -> nn.Module:
+        """The EMA model when there is one (what samplers should use), else the model."""
+        return self.ema if self.ema is not None else self.model
+
+
+def _make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'adam' or 'adamw', not {name!r}")
+
+
+def lr_at(epoch: int, lr: float, lr_schedule: str, gamma: float | None) -> float:
+    """Learning rate of an epoch: constant, or exponential decay lr * gamma^epoch (ExponentialLR)."""
+    if lr_schedule == "constant":
+        return lr
+    if lr_schedule == "exponential":
+        if gamma is None or not 0 < gamma <= 1:
+            raise ValueError("an exponential schedule needs 0 < gamma <= 1")
+        return lr * gamma**epoch
+    raise ValueError(f"lr_schedule must be 'constant' or 'exponential', not {lr_schedule!r}")
+
+
+def machine_description(device: torch.device | str = "cpu") -> str:
+    """Where a run happened, for the record: CPU, cores and threads used, torch version, device."""
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    try:  # Linux names the CPU model here
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{platform.system()} {cpu}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch thread(s), "
+            f"torch {torch.__version__}, device {device}")
+
+
+def _tensorboard(run_dir: Path | None):
+    if run_dir is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def train(
+    model: nn.Module,
+    loss_fn: Callable[..., Tensor],
+    data,
+    *,
+    epochs: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    lr_schedule: str = "constant",
+    gamma: float | None = None,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    ema_decay: float | None = None,
+    seed: int = 0,
+    run_dir: str | Path | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = True,
+    sample_fn: Callable[[nn.Module, int], Tensor] | None = None,
+    sample_every: int | None = None,
+    progress: bool = True,
+    recipe: dict | None = None,
+) -> TrainResult:
+    """Train ``model`` with ``loss_fn(model, batch, generator=g)`` for ``epochs`` epochs.
+
+    ``data`` is an image tensor, a tuple ``(images, conds)``, a ``TensorDataset`` (shuffled from
+    (seed, epoch)), or any iterable of batches such as a ``DataLoader`` (used as it is; resuming
+    it reproduces the run only if its order is seeded). With ``run_dir``, a checkpoint is written
+    every ``checkpoint_every`` epochs and, if ``resume``, training continues from the newest one.
+    ``sample_fn(model, epoch) -> images`` (given the EMA model when there is one) is called every
+    ``sample_every`` epochs and its images saved as ``run_dir/samples_epoch_NNNN.png``; it should
+    use its own generator (the global RNG is restored around it anyway).
+    """
+    from tqdm.auto import tqdm
+
+    if epochs < 0 or batch_size < 1:
+        raise ValueError("need epochs >= 0 and batch_size >= 1")
+    tensors = _as_tensors(data)
+    device = next(model.parameters()).device
+    run_dir = Path(run_dir) if run_dir is not None else None
+    opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if ema_decay is not None else None
+    loss_generator = torch.Generator().manual_seed(seed)  # times, noise, condition dropout
+    torch.manual_seed(seed)  # whatever the model draws itself (dropout)
+    hparams = dict(
+        epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, gamma=gamma, optimizer=optimizer,
+        weight_decay=weight_decay, ema_decay=ema_decay, seed=seed,
+    )
+    config = getattr(model, "cfg", None)
+    base_record = {
+        "model_config": config.to_dict() if hasattr(config, "to_dict") else None,
+        "hyperparameters": hparams,
+        "data": _describe(data),
+        "recipe": recipe or {},
+        "machine": machine_description(device),
+    }
+    result = TrainResult(model=model, ema=ema, run_dir=run_dir)
+
+    checkpoint = last_checkpoint(run_dir) if run_dir is not None and resume else None
+    if checkpoint is not None:
+        saved, record = load_checkpoint(checkpoint)
+        model.load_state_dict(_strip("model", saved))
+        if ema is not None:
+            ema.load_state_dict(_strip("ema", saved) or _strip("model", saved))
+        opt.load_state_dict(_unflatten_optimizer(saved, record["optimizer_param_groups"]))
+        loss_generator.set_state(saved["rng.loss"])
+        torch.set_rng_state(saved["rng.torch"])
+        result.losses, result.epoch_losses = record["losses"], record["epoch_losses"]
+        result.epoch_seconds = record.get("epoch_seconds", [])
+        result.step, result.epoch = record["step"], record["epoch"]
+        result.resumed_from = record["epoch"]
+
+    writer = _tensorboard(run_dir) if progress else None
+    for epoch in range(result.epoch, epochs):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(epoch, lr, lr_schedule, gamma)
+        model.train()
+        started = time.perf_counter()
+        epoch_batches = batches(tensors, batch_size, seed, epoch) if tensors is not None else data
+        total = math.ceil(tensors[0].shape[0] / batch_size) if tensors is not None else None
+        bar = tqdm(epoch_batches, total=total, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        running = []
+        for batch in bar:
+            batch = tuple(b.to(device) for b in batch) if isinstance(batch, (tuple, list)) else batch.to(device)
+            loss = loss_fn(model, batch, generator=loss_generator)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if ema is not None:
+                ema_update(ema, model, ema_decay)
+            value = loss.item()
+            running.append(value)
+            result.losses.append(value)
+            result.step += 1
+            if writer is not None:
+                writer.add_scalar("loss", value, result.step)
+            if len(running) % 20 == 0:
+                bar.set_postfix(loss=f"{sum(running[-20:]) / 20:.4f}")
+        result.epoch = epoch + 1
+        result.epoch_losses.append(sum(running) / max(1, len(running)))
+        result.epoch_seconds.append(time.perf_counter() - started)
+        if progress:
+            print(f"epoch {result.epoch}/{epochs}: loss {result.epoch_losses[-1]:.4f} "
+                  f"({result.epoch_seconds[-1]:.0f} s, lr {opt.param_groups[0]['lr']:.2e})")
+        if sample_fn is not None and sample_every and result.epoch % sample_every == 0:
+            _save_samples(sample_fn, result.final_model, result.epoch, run_dir)
+            model.train()
+        if run_dir is not None and (result.epoch % checkpoint_every == 0 or result.epoch == epochs):
+            _write_checkpoint(run_dir, model, ema, opt, loss_generator, result, base_record)
+    if writer is not None:
+        writer.close()
+    model.eval()
+    return result
+
+
+def _save_samples(sample_fn, model: nn.Module, epoch: int, run_dir: Path | None) -> None:
+    was_training = model.training
+    model.eval()
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        images = sample_fn(model, epoch)
+    model.train(was_training)
+    if run_dir is None or images is None:
+        return
+    import matplotlib
+
+    from .plotting import image_grid
+
+    with atomic_path(run_dir / f"samples_epoch_{epoch:04d}.png") as tmp:
+        matplotlib.pyplot.imsave(tmp, image_grid(images.cpu(), nrow=10), cmap="gray", vmin=0, vmax=1, format="png")
+
+
+def _write_checkpoint(run_dir: Path, model, ema, opt, loss_generator, result: TrainResult, base_record: dict) -> Path:
+    tensors = _prefixed("model", model)
+    if ema is not None:
+        tensors.update(_prefixed("ema", ema))
+    optim_tensors, groups = _flatten_optimizer(opt)
+    tensors.update(optim_tensors)
+    tensors["rng.loss"] = loss_generator.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    record = dict(
+        base_record,
+        epoch=result.epoch,
+        step=result.step,
+        optimizer_param_groups=groups,
+        losses=result.losses,
+        epoch_losses=result.epoch_losses,
+        epoch_seconds=result.epoch_seconds,
+    )
+    path = save_checkpoint(run_dir / f"epoch_{result.epoch:04d}.safetensors", tensors, record)
+    for old in run_dir.glob("epoch_*.safetensors"):  # keep only the newest checkpoint
+        if old != path:
+            old.with_suffix(".json").unlink(missing_ok=True)
+            old.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,106 @@
+import functools
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from course_utils import losses, schedules, training
+from course_utils.unet import UNetConfig, build_unet
+
+
+def _tiny_model(seed=0, cond="class"):
+    torch.manual_seed(seed)
+    return build_unet(UNetConfig.mnist(4, cond=cond))
+
+
+def _data(n=24):
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(n, 1, 28, 28, generator=g) * 2 - 1, torch.randint(0, 10, (n,), generator=g)
+
+
+LOSS = functools.partial(losses.ddpm_loss, schedule=schedules.linear_schedule(100), p_uncond=0.1)
+KW = dict(batch_size=8, lr=1e-3, lr_schedule="exponential", gamma=0.5, ema_decay=0.9, seed=3, progress=False)
+
+
+def test_ema_update_maths():
+    model, ema = nn.Linear(3, 2), nn.Linear(3, 2)
+    old = [p.detach().clone() for p in ema.parameters()]
+    training.ema_update(ema, model, decay=0.9)
+    for p_ema, p_old, p in zip(ema.parameters(), old, model.parameters()):
+        torch.testing.assert_close(p_ema, 0.9 * p_old + 0.1 * p)
+    training.ema_update(ema, model, decay=0.0)
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        torch.testing.assert_close(p_ema, p)
+
+
+def test_data_order_is_a_function_of_seed_and_epoch():
+    x = torch.arange(10)[:, None].float()
+    order = lambda seed, epoch: torch.cat([b[0] for b in training.batches((x,), 4, seed, epoch)]).flatten()  # noqa: E731
+    assert torch.equal(order(1, 2), order(1, 2))
+    assert not torch.equal(order(1, 2), order(1, 3))
+    assert sorted(order(1, 2).tolist()) == list(range(10))
+
+
+def test_lr_schedule():
+    assert training.lr_at(3, 1e-2, "constant", None) == 1e-2
+    assert training.lr_at(2, 1e-2, "exponential", 0.1) == pytest.approx(1e-4)
+    with pytest.raises(ValueError):
+        training.lr_at(0, 1e-2, "cosine", None)
+
+
+def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
+    data = _data()
+    straight = training.train(_tiny_model(), LOSS, data, epochs=2, **KW)
+    training.train(_tiny_model(), LOSS, data, epochs=1, run_dir=tmp_path, **KW)
+    resumed = training.train(_tiny_model(seed=99), LOSS, data, epochs=2, run_dir=tmp_path, **KW)
+    assert resumed.resumed_from == 1 and len(resumed.losses) == len(straight.losses) == 6
+    assert resumed.losses == pytest.approx(straight.losses, abs=1e-6)
+    for a, b in zip(straight.ema.state_dict().values(), resumed.ema.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_checkpoint_round_trip_and_record(tmp_path):
+    model = _tiny_model()
+    result = training.train(model, LOSS, _data(), epochs=1, run_dir=tmp_path, **KW)
+    path = training.last_checkpoint(tmp_path)
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert record["epoch"] == 1 and record["step"] == 3 and len(record["losses"]) == 3
+    assert record["model_config"] == model.cfg.to_dict() and record["hyperparameters"]["seed"] == 3
+    fresh = _tiny_model(seed=5)
+    training.load_weights(fresh, path, ema=True)
+    for a, b in zip(result.ema.state_dict().values(), fresh.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    out = training.export_weights(result.ema, tmp_path / "shipped.safetensors", {"note": "test"})
+    fresh16 = _tiny_model(seed=6)
+    training.load_weights(fresh16, out)
+    for a, b in zip(result.ema.parameters(), fresh16.parameters()):
+        torch.testing.assert_close(a, b, atol=2e-3, rtol=2e-3)  # float16 storage
+
+
+def test_tampered_checkpoint_fails_clearly(tmp_path):
+    training.train(_tiny_model(), LOSS, _data(), epochs=1, run_dir=tmp_path, **KW)
+    path = training.last_checkpoint(tmp_path)
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(training.CheckpointError, match="SHA-256"):
+        training.load_weights(_tiny_model(), path)
+    with pytest.raises(training.CheckpointError, match="SHA-256"):
+        training.train(_tiny_model(), LOSS, _data(), epochs=2, run_dir=tmp_path, **KW)
+
+
+def test_sample_grids_and_loaders(tmp_path):
+    x, y = _data(16)
+    calls = []
+
+    def sample_fn(model, epoch):
+        calls.append(epoch)
+        assert not model.training
+        return torch.rand(4, 1, 28, 28)
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+    result = training.train(_tiny_model(), LOSS, loader, epochs=2, sample_fn=sample_fn, sample_every=1,
+                            run_dir=tmp_path, **{**KW, "ema_decay": None})
+    assert calls == [1, 2] and len(result.losses) == 4 and result.ema is None
+    assert (tmp_path / "samples_epoch_0002.png").is_file()
