@@ -1,0 +1,464 @@
+"""Exercise checkers: a student's function against the course's own, on random inputs.
+
+Each ``check_*`` function calls the student's function on several seeds, shapes and times,
+compares every answer with the course implementation, prints one verdict and returns a
+:class:`CheckResult` (true when it passed)::
+
+    >>> checks.check_forward_noising(forward_noise)
+    PASS: forward noising (10 cases)
+
+On a wrong answer the verdict says which input failed and how: the largest absolute error and
+where it is, the expected and the returned shape, or the exception the function raised, followed
+by a hint with the formula. Inputs are cloned before the student's function sees them, so an
+in-place edit cannot hide a mistake.
+
+========================  ==============================  ========  =================================
+checker                   student function                notebook  compared with
+========================  ==============================  ========  =================================
+check_forward_noising     (x0, alpha_bar, eps) -> xt      01        ``Schedule.add_noise``
+check_denoising_loss      (model, x0, sigma, eps) -> loss 03        ``losses.denoising_loss``
+check_ddpm_step           (x_t, eps_hat, abar_t, abar_s,  02, 04    ``samplers.ddpm_step``
+                          z) -> x_s
+check_flow_matching       (x0, eps, t) -> (xt, u)         04        ``FlowSchedule.add_noise``,
+                                                                    ``targets.velocity_from_eps_x0``
+check_cfg                 (out_uncond, out_cond, w)       05        ``guidance.cfg``
+check_ddim_step           (x_t, eps_hat, abar_t, abar_s,  06        ``samplers.ddim_step``
+                          eta, z) -> x_s
+check_inpainting_step     (x, x_known, mask, abar, eps)   07        the formula below, on
+                                                                    ``Schedule.add_noise``
+check_feature             (rgb) -> float                  08        ``features.extract_features``
+========================  ==============================  ========  =================================
+
+Conventions are the course's: time runs from 0 (data) to 1 (noise); ``alpha_bar`` arguments are
+tensors that broadcast against the images (0-dim for one time, (B, 1, 1, 1) for one per image);
+``z`` is the standard normal noise a stochastic step adds, passed in so answers are comparable.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import schedules
+
+SHAPES = ((1, 1, 4, 4), (3, 1, 8, 8), (2, 3, 5, 7))  # (B, C, H, W): one image, a batch, odd sizes and RGB
+SEEDS = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input for the student's function: how it was made, the arguments, the expected answer."""
+
+    about: str
+    args: tuple
+    expected: Any  # a tensor, a float, or a tuple of them
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict of a checker: true when every case passed; ``message`` is what was printed."""
+
+    exercise: str
+    passed: bool
+    message: str
+    cases: int
+    failed_case: int | None = None  # 1-based index of the first failing case
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine: run every case, stop at the first difference, say what it is
+
+
+def _clone(value):
+    if torch.is_tensor(value):
+        return value.detach().clone()
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    return value
+
+
+def _shape(value) -> str:
+    return str(tuple(value.shape)) if hasattr(value, "shape") else type(value).__name__
+
+
+def _as_tensor(value) -> Tensor | None:
+    if torch.is_tensor(value):
+        return value.detach().to("cpu", torch.float64)
+    try:
+        return torch.as_tensor(np.asarray(value, dtype=np.float64))
+    except (TypeError, ValueError):
+        return None
+
+
+def _difference(expected, got, *, atol: float, rtol: float, label: str = "") -> str | None:
+    """None when ``got`` matches ``expected``; otherwise one line saying how it differs."""
+    what = f"{label}: " if label else ""
+    if isinstance(expected, tuple):
+        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
+            return f"{what}expected a tuple of {len(expected)} values, got {type(got).__name__}"
+        for k, (e, g) in enumerate(zip(expected, got)):
+            problem = _difference(e, g, atol=atol, rtol=rtol, label=f"output {k}")
+            if problem:
+                return problem
+        return None
+    if got is None:
+        return f"{what}returned None: is a `return` missing?"
+    want, have = _as_tensor(expected), _as_tensor(got)
+    if have is None:
+        return f"{what}returned a {type(got).__name__}, expected a tensor or a number"
+    if have.shape != want.shape:
+        if have.numel() == 1 and want.numel() == 1:
+            have = have.reshape(want.shape)
+        else:
+            return f"{what}expected shape {tuple(want.shape)}, got {tuple(have.shape)}"
+    bad_nan = torch.isnan(have) & ~torch.isnan(want)
+    if bad_nan.any():
+        return f"{what}{int(bad_nan.sum())} value(s) are NaN (a square root of a negative number, or 0 / 0?)"
+    error = (have - want).abs().nan_to_num(0.0)
+    too_far = error > atol + rtol * want.abs()
+    if not too_far.any():
+        return None
+    flat = int(torch.argmax(error))
+    where = tuple(int(i) for i in np.unravel_index(flat, tuple(want.shape))) if want.dim() else ()
+    at = f" at index {list(where)}" if where else ""
+    return (
+        f"{what}max abs error {error.max().item():.4g}{at} (tolerance {atol:g}): "
+        f"expected {want.flatten()[flat].item():.6g}, got {have.flatten()[flat].item():.6g}"
+    )
+
+
+def run_cases(exercise: str, fn: Callable, cases: Sequence[Case], *, atol: float = 1e-5, rtol: float = 1e-5,
+              hint: str = "", verbose: bool = True) -> CheckResult:
+    """Call ``fn(*case.args)`` on every case, compare with ``case.expected``; print and return the verdict."""
+    if not callable(fn):
+        message = f"FAIL: {exercise}\n  expected a function, got {type(fn).__name__}"
+        return _report(CheckResult(exercise, False, message, len(cases), 1), verbose)
+    for number, case in enumerate(cases, start=1):
+        try:
+            got = fn(*(_clone(a) for a in case.args))
+        except NotImplementedError as err:
+            message = f"NOT DONE: {exercise}\n  the function still raises NotImplementedError({str(err)!r}): write its body"
+            return _report(CheckResult(exercise, False, message, len(cases), number), verbose)
+        except Exception as err:  # noqa: BLE001 - any error of the student's code is the verdict
+            problem = f"raised {type(err).__name__}: {err}"
+        else:
+            problem = _difference(case.expected, got, atol=atol, rtol=rtol)
+        if problem:
+            lines = [f"FAIL: {exercise}", f"  case {number} of {len(cases)}: {case.about}", f"  {problem}"]
+            if hint:
+                lines.append(f"  hint: {hint}")
+            return _report(CheckResult(exercise, False, "\n".join(lines), len(cases), number), verbose)
+    return _report(CheckResult(exercise, True, f"PASS: {exercise} ({len(cases)} cases)", len(cases)), verbose)
+
+
+def _report(result: CheckResult, verbose: bool) -> CheckResult:
+    if verbose:
+        print(result.message)
+    return result
+
+
+def _randn(shape, generator: torch.Generator) -> Tensor:
+    return torch.randn(shape, generator=generator)
+
+
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _vp_schedules() -> tuple[schedules.DiscreteSchedule, ...]:
+    return schedules.linear_schedule(1000), schedules.cosine_schedule(1000)
+
+
+def _constant_model(out: Tensor) -> Callable:
+    """A stand-in epsilon model that always answers ``out``, so only the step's algebra is tested."""
+    return lambda x, t, cond=None: out
+
+
+def _times(t: Tensor) -> str:
+    return "[" + ", ".join(f"{v:.3f}" for v in t.flatten().tolist()) + "]"
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 01: the forward process
+
+
+def check_forward_noising(fn: Callable, *, verbose: bool = True) -> CheckResult:
+    """``fn(x0, alpha_bar, eps) -> xt = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps`` (Ho et al. eq. 4).
+
+    ``alpha_bar`` is a 0-dim tensor (one time for the batch) or (B, 1, 1, 1) (one time per image),
+    on the linear and the cosine schedule.
+    """
+    cases = []
+    for seed in SEEDS:
+        for shape, schedule in zip(SHAPES, (*_vp_schedules(), schedules.linear_schedule(1000))):
+            g = _seeded(seed)
+            x0, eps = _randn(shape, g), _randn(shape, g)
+            t = 0.02 + 0.96 * torch.rand(shape[0], generator=g)
+            alpha_bar = schedule.alpha_bar(t).reshape(-1, 1, 1, 1)
+            about = f"x0 {shape}, {schedule.name}, t = {_times(t)} (alpha_bar {tuple(alpha_bar.shape)}), seed {seed}"
+            cases.append(Case(about, (x0, alpha_bar, eps), schedule.add_noise(x0, t, eps)))
+    g = _seeded(3)
+    x0, eps = _randn((2, 1, 6, 6), g), _randn((2, 1, 6, 6), g)
+    linear = schedules.linear_schedule(1000)
+    cases.append(Case("x0 (2, 1, 6, 6), linear, one time t = 0.5 (alpha_bar a 0-dim tensor)",
+                      (x0, linear.alpha_bar(0.5), eps), linear.add_noise(x0, torch.tensor(0.5), eps)))
+    hint = "x_t = sqrt(alpha_bar) * x0 + sqrt(1 - alpha_bar) * eps: both coefficients are square roots"
+    return run_cases("forward noising", fn, cases, hint=hint, verbose=verbose)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 03: the single-step denoising loss
+
+
+class _TinyDenoiser(torch.nn.Module):
+    """A fixed 3x3 convolution standing in for the UNet; accepts ``model(z)`` and ``model(z, t, cond)``."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        g = _seeded(seed)  # the weights come from this generator, never from the global seed
+        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+        with torch.no_grad():
+            self.conv.weight.copy_(0.3 * torch.randn(self.conv.weight.shape, generator=g))
+            self.conv.bias.copy_(0.1 * torch.randn(self.conv.bias.shape, generator=g))
+
+    def forward(self, x: Tensor, t: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
+        return self.conv(x)
+
+
+def check_denoising_loss(fn: Callable, *, verbose: bool = True) -> CheckResult:
+    """``fn(model, x0, sigma, eps) -> mean((model(x0 + sigma eps) - x0)^2)`` (notebook 03).
+
+    ``x0`` are unit-scale images (B, 1, H, W); the model is called with the noisy images only.
+    """
+    from . import losses
+
+    cases = []
+    for seed in SEEDS:
+        for shape, sigma in zip(SHAPES[:2] + ((4, 1, 6, 6),), (0.5, 0.2, 1.0)):
+            model = _TinyDenoiser(seed)
+            x0 = torch.rand(shape, generator=_seeded(seed + 10))
+            eps = torch.randn(shape, generator=_seeded(seed + 20))
+            with torch.no_grad():  # losses draws eps from the generator exactly as above
+                expected = losses.denoising_loss(model, x0, sigma=sigma, generator=_seeded(seed + 20))
+            cases.append(Case(f"x0 {shape} in [0, 1], sigma = {sigma}, seed {seed}", (model, x0, sigma, eps), expected))
+    hint = "z = x0 + sigma * eps; loss = mean((model(z) - x0) ** 2): the target is the clean image, the mean is over every pixel"
+    return run_cases("single-step denoising loss", fn, cases, atol=1e-6, rtol=1e-5, hint=hint, verbose=verbose)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebooks 02 and 04: one DDPM ancestral step
+
+_STEPS = ((0.99, 0.96), (0.6, 0.57), (0.3, 0.2), (0.03, 0.0))  # (t, s) pairs, s < t; the last ends at data
+
+
+def _step_cases(make_expected: Callable, extra: Sequence = (None,)) -> list[Case]:
+    cases = []
+    for seed in SEEDS:
+        for (t, s), shape in zip(_STEPS, SHAPES + (SHAPES[1],)):
+            for schedule in _vp_schedules():
+                for option in extra:
+                    g = _seeded(seed)
+                    x_t, eps_hat = _randn(shape, g), _randn(shape, g)
+                    noise_seed = 100 + seed
+                    z = _randn(shape, _seeded(noise_seed))  # what the sampler draws from that seed
+                    abar_t, abar_s = schedule.alpha_bar(torch.tensor(t)), schedule.alpha_bar(torch.tensor(s))
+                    expected = make_expected(_constant_model(eps_hat), x_t, t, s, schedule, noise_seed, option)
+                    args = (x_t, eps_hat, abar_t, abar_s) + ((option,) if option is not None else ()) + (z,)
+                    about = (f"x_t {shape}, {schedule.name}, step t = {t} -> s = {s} (alpha_bar {abar_t.item():.4f} -> "
+                             f"{abar_s.item():.4f})" + (f", eta = {option}" if option is not None else "") + f", seed {seed}")
+                    cases.append(Case(about, args, expected))
+    return cases
+
+
+def check_ddpm_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
+    """``fn(x_t, eps_hat, alpha_bar_t, alpha_bar_s, z) -> x_s``: one ancestral step (Ho et al. 2020, eq. 6-7).
+
+    x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t); with alpha = abar_t / abar_s and
+    beta = 1 - alpha, x_s = sqrt(abar_s) beta / (1 - abar_t) x0_hat + sqrt(alpha) (1 - abar_s) / (1 - abar_t) x_t
+    + sqrt(beta (1 - abar_s) / (1 - abar_t)) z. On the last step (abar_s = 1) the added noise vanishes.
+    """
+    from . import samplers
+
+    def expected(model, x_t, t, s, schedule, noise_seed, _):
+        return samplers.ddpm_step(model, x_t, t, s, schedule, generator=_seeded(noise_seed))
+
+    hint = ("x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t); alpha = abar_t / abar_s, beta = 1 - alpha; "
+            "x_s = sqrt(abar_s) beta / (1 - abar_t) x0_hat + sqrt(alpha) (1 - abar_s) / (1 - abar_t) x_t "
+            "+ sqrt(beta (1 - abar_s) / (1 - abar_t)) z")
+    return run_cases("DDPM ancestral step", fn, _step_cases(expected), atol=2e-4, rtol=1e-4, hint=hint, verbose=verbose)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 04: the flow-matching pair
+
+
+def check_flow_matching(fn: Callable, *, verbose: bool = True) -> CheckResult:
+    """``fn(x0, eps, t) -> (xt, u)`` with xt = (1 - t) x0 + t eps and u = eps - x0 (Lipman et al. 2023).
+
+    ``t`` is (B, 1, 1, 1), uniform in [0, 1]; time runs from data (0) to noise (1).
+    """
+    from . import targets
+
+    flow = schedules.FlowSchedule()
+    cases = []
+    for seed in SEEDS:
+        for shape in SHAPES:
+            g = _seeded(seed)
+            x0, eps = _randn(shape, g), _randn(shape, g)
+            t = torch.rand(shape[0], generator=g)
+            expected = (flow.add_noise(x0, t, eps), targets.velocity_from_eps_x0(eps, x0))
+            cases.append(Case(f"x0 {shape}, t = {_times(t)} (shaped (B, 1, 1, 1)), seed {seed}", (x0, eps, t.reshape(-1, 1, 1, 1)), expected))
+    hint = ("xt = (1 - t) * x0 + t * eps and u = d xt / dt = eps - x0 (here t = 0 is data; "
+            "papers that run time the other way flip both)")
+    return run_cases("flow-matching input and target", fn, cases, hint=hint, verbose=verbose)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 05: classifier-free guidance
+
+
+def check_cfg(fn: Callable, *, verbose: bool = True) -> CheckResult:
+    """``fn(out_uncond, out_cond, w) -> out_uncond + w (out_cond - out_uncond)`` (Ho & Salimans 2022)."""
+    from . import guidance
+
+    cases = []
+    for seed in SEEDS:
+        for shape, w in zip(SHAPES + (SHAPES[1], SHAPES[2]), (0.0, 1.0, 3.0, 7.5, -1.0)):
+            g = _seeded(seed)
+            B = shape[0]
+            out_uncond, out_cond, x = _randn(shape, g), _randn(shape, g), _randn(shape, g)
+            labels = torch.randint(0, 10, (B,), generator=g)
+
+            def model(xx, tt, cond, out_uncond=out_uncond, out_cond=out_cond):
+                k = xx.shape[0] // out_cond.shape[0]  # guidance calls the model once on stacked copies
+                is_null = (cond == -1).reshape(-1, 1, 1, 1)
+                return torch.where(is_null, out_uncond.repeat(k, 1, 1, 1), out_cond.repeat(k, 1, 1, 1))
+
+            expected = guidance.cfg(model, w)(x, torch.full((B,), 0.5), labels)
+            cases.append(Case(f"outputs {shape}, guidance scale w = {w}, seed {seed}", (out_uncond, out_cond, w), expected))
+    hint = "out = out_uncond + w * (out_cond - out_uncond): w = 0 gives the unconditional output, w = 1 the conditional one"
+    return run_cases("classifier-free guidance", fn, cases, hint=hint, verbose=verbose)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 06: one DDIM step
+
+
+def check_ddim_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
+    """``fn(x_t, eps_hat, alpha_bar_t, alpha_bar_s, eta, z) -> x_s``: one DDIM step (Song et al. 2021, eq. 12).
+
+    c = eta sqrt((1 - abar_s) / (1 - abar_t) (1 - abar_t / abar_s));
+    x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - c^2) eps_hat + c z. eta = 0 ignores z.
+    """
+    from . import samplers
+
+    def expected(model, x_t, t, s, schedule, noise_seed, eta):
+        return samplers.ddim_step(model, x_t, t, s, schedule, eta=eta, generator=_seeded(noise_seed))
+
+    hint = ("x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t); c = eta * sqrt((1 - abar_s) / (1 - abar_t) "
+            "* (1 - abar_t / abar_s)); x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - c^2) eps_hat + c z")
+    cases = _step_cases(expected, extra=(0.0, 0.5, 1.0))
+    return run_cases("DDIM step", fn, cases, atol=2e-4, rtol=1e-4, hint=hint, verbose=verbose)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 07: one inpainting (RePaint) step
+
+
+def inpainting_step(x: Tensor, x_known: Tensor, mask: Tensor, alpha_bar: Tensor, eps: Tensor, *,
+                    schedule: schedules.Schedule | None = None, t: Tensor | None = None) -> Tensor:
+    """Reference: ``mask * noised_known + (1 - mask) * x`` (Lugmayr et al. 2022, RePaint eq. 8).
+
+    ``mask`` is 1 on the known pixels, 0 where the model paints; the known pixels are noised to
+    the level of ``x`` (``alpha_bar``), so the sampler sees one consistent noisy image.
+    """
+    if schedule is not None and t is not None:
+        noised_known = schedule.add_noise(x_known, t, eps)  # the course's forward process
+    else:
+        noised_known = alpha_bar.sqrt() * x_known + (1 - alpha_bar).sqrt() * eps
+    return mask * noised_known + (1 - mask) * x
+
+
+def check_inpainting_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
+    """``fn(x, x_known, mask, alpha_bar, eps) -> mask * noised_known + (1 - mask) * x`` (RePaint).
+
+    ``mask`` (B, 1, H, W) is 1 where the pixels are known; ``noised_known`` is x_known noised to
+    ``alpha_bar`` with ``eps``: sqrt(alpha_bar) x_known + sqrt(1 - alpha_bar) eps.
+    """
+    cases = []
+    for seed in SEEDS:
+        for shape, schedule in zip(SHAPES, (*_vp_schedules(), schedules.cosine_schedule(1000))):
+            g = _seeded(seed)
+            x, x_known, eps = _randn(shape, g), _randn(shape, g), _randn(shape, g)
+            mask = (torch.rand((shape[0], 1, *shape[2:]), generator=g) < 0.5).float()
+            t = torch.tensor(float(torch.rand((), generator=g)) * 0.9 + 0.05)
+            alpha_bar = schedule.alpha_bar(t)
+            expected = inpainting_step(x, x_known, mask, alpha_bar, eps, schedule=schedule, t=t)
+            about = f"x {shape}, mask {tuple(mask.shape)} (1 = known), {schedule.name}, t = {t.item():.3f}, seed {seed}"
+            cases.append(Case(about, (x, x_known, mask, alpha_bar, eps), expected))
+    hint = ("noise the known image to the current level first: noised_known = sqrt(alpha_bar) x_known + "
+            "sqrt(1 - alpha_bar) eps; then keep it where mask = 1: mask * noised_known + (1 - mask) * x")
+    return run_cases("inpainting step", fn, cases, hint=hint, verbose=verbose)
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook 08: one visual feature
+
+
+def _test_photos() -> list[tuple[str, np.ndarray]]:
+    """Small RGB images (H, W, 3) in [0, 1] at the features' working size, so no resizing happens."""
+    h, w = 96, 128
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    rng = np.random.default_rng(0)
+    photos = [("uniform random pixels", rng.random((h, w, 3), dtype=np.float32))]
+    warm = np.stack([0.9 - 0.2 * yy / h, 0.5 + 0.2 * xx / w, 0.1 + 0.0 * xx], axis=-1)
+    photos.append(("warm gradient (reds and yellows)", warm))
+    photos.append(("cool image (blue)", np.stack([0.1 + 0 * xx, 0.3 + 0 * xx, 0.8 + 0.1 * yy / h], axis=-1)))
+    photos.append(("pure red", np.stack([1 + 0 * xx, 0 * xx, 0 * xx], axis=-1)))
+    r = np.hypot(yy - h / 2, xx - w / 2)
+    disk = np.where((r < 30)[..., None], [0.9, 0.3, 0.2], [0.2, 0.4, 0.8])
+    photos.append(("red disk on blue", disk))
+    ring = np.where(((r < 36) & (r > 16))[..., None], [0.2, 0.7, 0.3], [0.95, 0.95, 0.9])
+    photos.append(("green ring on white", ring))
+    noisy = np.clip(disk + 0.1 * rng.standard_normal(disk.shape), 0, 1)
+    photos.append(("noisy disk", noisy))
+    return [(about, np.ascontiguousarray(img, dtype=np.float32)) for about, img in photos]
+
+
+def check_feature(fn: Callable, name: str = "temperature", *, atol: float = 1e-4, verbose: bool = True) -> CheckResult:
+    """``fn(rgb) -> float``: the feature ``name`` of an RGB image (H, W, 3) float32 in [0, 1].
+
+    Compared with ``features.extract_features`` on images already at its working size (longer
+    side 128), on random pixels, warm, cool and pure colours, a disk and a ring.
+    """
+    from . import features
+
+    if name not in features.FEATURE_NAMES:
+        raise ValueError(f"unknown feature {name!r}; the 32 are: {', '.join(features.FEATURE_NAMES)}")
+    k = features.index(name)
+    cases = [Case(f"{about} {img.shape}", (img,), float(features.extract_features(img, value_range=(0.0, 1.0))[k]))
+             for about, img in _test_photos()]
+    hints = {"temperature": "clip(0.5 + mean(R - B), 0, 1) over all pixels, with R and B in [0, 1]"}
+    hint = hints.get(name, features.FEATURES[k].meaning + " (see the formula table in course_utils/features.py)")
+    return run_cases(f"feature {name}", fn, cases, atol=atol, rtol=0.0, hint=hint, verbose=verbose)
+
+
+CHECKERS: dict[str, Callable[..., CheckResult]] = {
+    "forward noising": check_forward_noising,
+    "denoising loss": check_denoising_loss,
+    "DDPM step": check_ddpm_step,
+    "flow matching": check_flow_matching,
+    "classifier-free guidance": check_cfg,
+    "DDIM step": check_ddim_step,
+    "inpainting step": check_inpainting_step,
+    "feature": check_feature,
+}
