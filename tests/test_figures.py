@@ -1,0 +1,62 @@
+"""The figures command on tiny temporary notebooks: figures collected, indexed, failures named."""
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from course_utils import figures
+
+MAKE_FIGURE = """import os
+import matplotlib.pyplot as plt
+from course_utils import plotting
+fig, ax = plt.subplots(figsize=(2, 2))
+ax.plot([0, 1], [0, 1])
+plotting.save_figure("99_test", fig)
+with open("cwd.txt", "w") as f:
+    f.write(os.getcwd() + " " + os.environ["COURSE_FAST"])"""
+
+
+def _write(folder, name, *sources):
+    folder.mkdir(exist_ok=True)
+    cells = [new_markdown_cell("# 99 · test")] + [new_code_cell(s) for s in sources]
+    path = folder / name
+    nbformat.write(new_notebook(cells=cells), path)
+    return path
+
+
+def test_figures_command_runs_a_notebook_and_indexes_its_figure(tmp_path, capsys):
+    path = _write(tmp_path / "nbs", "99_test.ipynb", MAKE_FIGURE, "print('done')")
+    out = tmp_path / "figs"
+    code = figures.main(["--fast", "--notebooks", str(path), "--out", str(out), "--timeout", "120", "--no-progress"])
+    assert code == 0
+    assert (out / "99_test.png").stat().st_size > 0
+    cwd, fast = (tmp_path / "nbs" / "cwd.txt").read_text().split()
+    assert cwd == str((tmp_path / "nbs").resolve()) and fast == "1"  # ran in the notebook's folder, fast mode
+    index = (out / "INDEX.md").read_text()
+    assert "| [99_test](99_test.png) | `99_test.ipynb` |" in index
+    assert "99_test.ipynb: 1 figure(s), ok" in capsys.readouterr().out
+    assert nbformat.read(path, as_version=4).cells[1].outputs == []  # the notebook itself is not rewritten
+
+
+def test_a_failing_cell_is_named_and_the_exit_code_is_nonzero(tmp_path, capsys):
+    path = _write(tmp_path / "nbs", "98_broken.ipynb", "x = 1", "raise ValueError('bad input')", "print('never')")
+    out = tmp_path / "figs"
+    assert figures.main(["--notebooks", str(path), "--out", str(out), "--timeout", "120", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "98_broken.ipynb: cell [2]" in err and "ValueError: bad input" in err
+    assert "Failed in the last run" in (out / "INDEX.md").read_text()
+
+
+def test_find_notebooks_by_number_and_index_by_prefix(tmp_path):
+    folder = tmp_path / "notebooks"
+    for name in ("01_a.ipynb", "02_b.ipynb", "03_c.ipynb"):
+        _write(folder, name, "pass")
+    assert [p.name for p in figures.find_notebooks(["01", "03"], folder)] == ["01_a.ipynb", "03_c.ipynb"]
+    assert len(figures.find_notebooks(None, folder)) == 3
+    with pytest.raises(FileNotFoundError):
+        figures.find_notebooks(["07"], folder)
+    out = tmp_path / "figs"
+    out.mkdir()
+    (out / "02_old.png").write_bytes(b"png")
+    (out / "zz.png").write_bytes(b"png")
+    text = figures.write_index(out, [], folder, fast=False).read_text()
+    assert "| [02_old](02_old.png) | `02_b.ipynb` |" in text and "| [zz](zz.png) | `other` |" in text
