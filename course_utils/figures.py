@@ -118,7 +118,7 @@ def write_index(out: Path, runs: list[NotebookRun], notebooks_dir: Path, *, fast
         "# Course figures",
         "",
         "Regenerate with `python -m course_utils.figures [--fast] [--notebooks 01 03] [--out figures/]`.",
-        f"The notebooks run in this invocation ran in {'fast' if fast else 'full'} mode.",
+        f"Last run in {'fast' if fast else 'full'} mode ({'COURSE_FAST=1' if fast else 'COURSE_FAST=0'}).",
         "",
         "| figure | notebook |",
         "|--------|----------|",
