@@ -8,7 +8,7 @@ figure for a few fixed slider values instead.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import matplotlib.pyplot as plt
 import torch
@@ -76,3 +76,104 @@ def noise_explorer(
     ui = widgets.interactive(draw, t=slider)
     ui.state = state
     return ui
+
+
+def _options(values, name: str) -> tuple:
+    options = tuple(values) if isinstance(values, (list, tuple)) else (values,)
+    if not options:
+        raise ValueError(f"give at least one value for {name}")
+    return options
+
+
+def sampler_explorer(
+    generate_fn: Callable[..., Tensor],
+    *,
+    steps: Sequence[int] | int = (1, 2, 5, 10, 20, 50),
+    guidance: Sequence[float] | float | None = None,
+    nrow: int = 8,
+    precompute: bool = False,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    static: bool | None = None,
+):
+    """Sliders over the number of sampler steps and the guidance scale, showing the samples.
+
+    ``generate_fn(steps=..., guidance=...) -> images (B, C, H, W)`` runs the sampler; it is called
+    with ``guidance`` only when ``guidance`` is given, and should fix its own seed so that only
+    the slider changes the picture. ``steps`` and ``guidance`` are a value or the values a slider
+    offers (it starts at the first). Every result is cached per slider value, so moving back is
+    instant; ``precompute=True`` computes all combinations up front. Sliders act on release
+    (``continuous_update=False``): sampling takes seconds.
+
+    Returns the ``interactive`` widget, with ``ui.state`` (``steps``, ``guidance``, ``images``,
+    ``calls`` to ``generate_fn``), ``ui.cache`` and ``ui.sliders``; or, when ``static`` (default:
+    ipywidgets missing), one figure with a panel per combination (rows: guidance, columns: steps).
+    """
+    step_options = _options(steps, "steps")
+    if any(int(s) != s or s < 1 for s in step_options):
+        raise ValueError("steps must be positive integers")
+    scale_options = _options(guidance, "guidance") if guidance is not None else (None,)
+    cache: dict = {}
+    state: dict = {"calls": 0}
+
+    def images_for(s: int, w: float | None) -> Tensor:
+        if (s, w) not in cache:
+            kwargs = {"steps": s} if w is None else {"steps": s, "guidance": w}
+            cache[(s, w)] = generate_fn(**kwargs).detach().cpu()
+            state["calls"] += 1
+        return cache[(s, w)]
+
+    def label(s: int, w: float | None) -> str:
+        return f"{s} step{'s' if s != 1 else ''}" + ("" if w is None else f", guidance {w:g}")
+
+    def draw(steps: int = step_options[0], guidance: float | None = scale_options[0]):
+        images = images_for(steps, guidance)
+        state.update(steps=steps, guidance=guidance, images=images)
+        plotting.show_grid(images, nrow=nrow, title=label(steps, guidance), value_range=value_range)
+        plt.show()
+
+    if precompute:
+        for w in scale_options:
+            for s in step_options:
+                images_for(s, w)
+    if static is None:
+        static = not _have_ipywidgets()
+    if static:
+        fig, axes = plt.subplots(len(scale_options), len(step_options), squeeze=False,
+                                 figsize=(2.2 * len(step_options), 2.2 * len(scale_options)))
+        for r, w in enumerate(scale_options):
+            for c, s in enumerate(step_options):
+                grid = plotting.image_grid(images_for(s, w), nrow=nrow, value_range=value_range)
+                axes[r, c].imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+                axes[r, c].set_xticks([])
+                axes[r, c].set_yticks([])
+                if r == 0:
+                    axes[r, c].set_title(f"{s} step{'s' if s != 1 else ''}", fontsize=9)
+                if c == 0 and w is not None:
+                    axes[r, c].set_ylabel(f"guidance {w:g}", fontsize=9)
+        fig.tight_layout()
+        state.update(figure=fig)
+        return fig
+
+    import ipywidgets as widgets
+
+    def control(options, description):
+        if len(options) == 1:
+            return widgets.fixed(options[0])
+        return widgets.SelectionSlider(options=list(options), value=options[0], description=description, continuous_update=False)
+
+    controls = {"steps": control(step_options, "steps"), "guidance": control(scale_options, "guidance")}
+    ui = widgets.interactive(draw, **controls)
+    ui.state, ui.cache = state, cache
+    ui.sliders = {name: c for name, c in controls.items() if not isinstance(c, widgets.fixed)}
+    return ui
+
+
+def steps_explorer(generate_fn: Callable[..., Tensor], steps: Sequence[int] = (1, 2, 5, 10, 20, 50), **kwargs):
+    """Quality against the number of sampler steps: :func:`sampler_explorer` with a steps slider."""
+    return sampler_explorer(generate_fn, steps=steps, **kwargs)
+
+
+def guidance_explorer(generate_fn: Callable[..., Tensor], scales: Sequence[float] = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5), *,
+                      steps: int = 20, **kwargs):
+    """Classifier-free guidance scale slider at a fixed number of steps: :func:`sampler_explorer`."""
+    return sampler_explorer(generate_fn, steps=steps, guidance=scales, **kwargs)
