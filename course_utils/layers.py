@@ -195,3 +195,95 @@ class VectorEmbedding(nn.Module):
         dropped = torch.isnan(cond).all(dim=1, keepdim=True)
         emb = self.mlp(torch.nan_to_num(cond.float(), nan=0.0))
         return torch.where(dropped, self.null.expand(batch, -1), emb)
+
+
+# ---------------------------------------------------------------------------------------------
+# Blocks of the photo UNet (Ho et al. 2020, appendix B; Dhariwal & Nichol 2021): GroupNorm + SiLU,
+# the time (+ condition) embedding added per channel, self-attention at the coarse resolutions.
+
+
+def group_norm(channels: int, groups: int) -> nn.GroupNorm:
+    """GroupNorm with ``groups`` groups, or fewer when ``channels`` is not divisible by it."""
+    groups = math.gcd(channels, groups)
+    return nn.GroupNorm(groups, channels)
+
+
+class ResBlock(nn.Module):
+    """Residual block with an embedding injected per channel (Ho et al. 2020, appendix B)::
+
+        h = conv3x3(SiLU(GroupNorm(x)))                   (B, c_out, H, W)
+        h = h + Linear(SiLU(emb))[:, :, None, None]        time + condition, one number per channel
+        h = conv3x3(Dropout(SiLU(GroupNorm(h))))
+        out = skip(x) + h                                  skip = 1x1 conv when c_in != c_out
+
+    The last convolution starts at zero, so a fresh block is the identity on its skip path.
+    """
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, *, dropout: float = 0.0, groups: int = 32):
+        super().__init__()
+        self.norm1 = group_norm(c_in, groups)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, c_out)
+        self.norm2 = group_norm(c_out, groups)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.conv1(nn.functional.silu(self.norm1(x)))  # (B, c_out, H, W)
+        h = h + self.emb(nn.functional.silu(emb))[:, :, None, None]  # (B, c_out, 1, 1) broadcast
+        h = self.conv2(self.dropout(nn.functional.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the H*W positions of a feature map, with a residual::
+
+        q, k, v = 1x1 conv(GroupNorm(x))               each (B, heads, H*W, C / heads)
+        out = x + proj(softmax(q k^T / sqrt(d)) v)      every position looks at every other
+
+    Cost grows with (H*W)^2, which is why the photo UNet uses it only at 32x32 and 16x16.
+    """
+
+    def __init__(self, channels: int, *, heads: int = 4, groups: int = 32):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"{channels} channels cannot be split into {heads} heads")
+        self.heads = heads
+        self.norm = group_norm(channels, groups)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, C, H, W = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(B, 3, self.heads, C // self.heads, H * W)
+        q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))  # each (B, heads, H*W, d)
+        out = nn.functional.scaled_dot_product_attention(q, k, v)  # softmax(q k^T / sqrt(d)) v
+        out = out.transpose(-1, -2).reshape(B, C, H, W)
+        return x + self.proj(out)
+
+
+class Downsample(nn.Module):
+    """3x3 convolution with stride 2: (B, C, H, W) -> (B, C, H/2, W/2)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour x2 then a 3x3 convolution: (B, C, H, W) -> (B, C, 2H, 2W)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))

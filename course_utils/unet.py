@@ -15,6 +15,22 @@
 with ``[a, b]`` a channel concatenation (skip connection). Time t and class c enter through
 ``FCBlock`` s that produce per-channel shifts (t1, t2) and scales (c1, c2) for the 7x7 and 14x14
 decoder features. Every model has the course's one signature ``model(x, t, cond=None)``.
+
+``UNetConfig.photo256()`` builds the feature-conditioned photo UNet (:class:`ResUNet`, in the
+style of Ho et al. 2020 and Dhariwal & Nichol 2021) for 256x256 RGB photos::
+
+    x (B, 3, 256, 256) -> conv3x3 -> 64 channels
+    encoder, per level (256, 128, 64, 32, 16 px; 64-128-256-512-512 channels):
+        2 x ResBlock (+ SelfAttention at 32 and 16 px), then a stride-2 conv (not after the last)
+    middle (16 px): ResBlock, SelfAttention, ResBlock
+    decoder, mirrored: 3 x ResBlock on [h, skip] (+ attention), then nearest x2 + conv
+    out: GroupNorm, SiLU, conv3x3 -> (B, 3, 256, 256), the noise estimate eps_hat
+
+Every ResBlock receives ``emb = time_mlp(sinusoidal(t)) + feature_mlp(normalise(cond))``: the
+32 features (B, 32) in [0, 1] are standardised with the per-feature mean and standard deviation
+of the training set (buffers of the model, so they travel in every checkpoint), then embedded by
+``VectorEmbedding`` (a row of NaN = "no condition", the learned null embedding).
+``UNetConfig.photo_small()`` is the same network, narrow and at 32 px, that trains on a CPU.
 """
 from __future__ import annotations
 
@@ -23,7 +39,22 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from .layers import ClassEmbedding, ConvBlock, DownBlock, FCBlock, Flatten, Unflatten, UpBlock, sinusoidal_embedding
+from .layers import (
+    ClassEmbedding,
+    ConvBlock,
+    Downsample,
+    DownBlock,
+    FCBlock,
+    Flatten,
+    ResBlock,
+    SelfAttention,
+    Unflatten,
+    UpBlock,
+    Upsample,
+    VectorEmbedding,
+    group_norm,
+    sinusoidal_embedding,
+)
 
 CONDITIONS = ("none", "class", "vector")
 
@@ -42,11 +73,41 @@ class UNetConfig:
     cond: str = "none"  # "none", "class" or "vector"
     n_classes: int = 10
     cond_dim: int = 32
+    # ResUNet ("res") only:
+    base_channels: int = 64  # channels of the first level; level i has base * channel_mults[i]
+    channel_mults: tuple = (1, 2, 4, 8, 8)
+    num_res_blocks: int = 2  # ResBlocks per level in the encoder (the decoder has one more)
+    attn_resolutions: tuple = (32, 16)  # feature-map sizes (px) that get self-attention
+    attn_heads: int = 4
+    dropout: float = 0.0
+    groups: int = 32  # GroupNorm groups
 
     @classmethod
     def mnist(cls, hidden: int = 64, *, time_cond: bool = True, cond: str = "none", **kw) -> "UNetConfig":
         """The small MNIST UNet: 28x28 gray images, width D = ``hidden``."""
         return cls(arch="mnist", in_channels=1, image_size=28, hidden=hidden, time_cond=time_cond, cond=cond, **kw)
+
+    @classmethod
+    def photo256(cls, **kw) -> "UNetConfig":
+        """The reference feature-conditioned photo UNet: 256x256 RGB, 64-128-256-512-512 channels,
+        2 ResBlocks per level, self-attention at 32x32 and 16x16, 32 features as the condition."""
+        values = dict(
+            arch="res", in_channels=3, image_size=256, time_embedding="sinusoidal", cond="vector", cond_dim=32,
+            base_channels=64, channel_mults=(1, 2, 4, 8, 8), num_res_blocks=2, attn_resolutions=(32, 16),
+            attn_heads=4, dropout=0.1, groups=32,
+        )
+        return cls(**{**values, **kw})
+
+    @classmethod
+    def photo_small(cls, image_size: int = 32, **kw) -> "UNetConfig":
+        """The same network, narrow (32-64-64 channels, three levels) with self-attention at the
+        coarsest level (8x8 for 32 px; attention at 16x16 doubles a CPU training step), for fast
+        mode and CPU training."""
+        values = dict(
+            base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=2,
+            attn_resolutions=(image_size // 4,), attn_heads=4, dropout=0.0, groups=8,
+        )
+        return cls.photo256(image_size=image_size, **{**values, **kw})
 
     def replace(self, **changes) -> "UNetConfig":
         return replace(self, **changes)
@@ -126,12 +187,131 @@ class MnistUNet(nn.Module):
         return self.out(self.dec3(torch.cat([e1, u2], dim=1)))
 
 
+class ResUNet(nn.Module):
+    """The photo UNet of ResBlocks and self-attention (see the module docstring), conditioned on
+    time and on nothing, a class id or a feature vector."""
+
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        levels = len(cfg.channel_mults)
+        if levels < 1 or cfg.num_res_blocks < 1:
+            raise ValueError("the ResUNet needs at least one level and one ResBlock per level")
+        if cfg.image_size % 2 ** (levels - 1):
+            raise ValueError(f"image size {cfg.image_size} must be divisible by 2^{levels - 1} for {levels} levels")
+        self.cfg = cfg
+        base, groups, heads = cfg.base_channels, cfg.groups, cfg.attn_heads
+        emb_dim = 4 * base
+        self.time_mlp = nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        if cfg.cond == "vector":
+            self.cond_embedding = VectorEmbedding(cfg.cond_dim, emb_dim)
+            # standardisation of the features, set from the training set (set_condition_stats)
+            self.register_buffer("cond_mean", torch.zeros(cfg.cond_dim))
+            self.register_buffer("cond_std", torch.ones(cfg.cond_dim))
+        elif cfg.cond == "class":
+            self.class_embedding = ClassEmbedding(cfg.n_classes)
+            self.class_mlp = FCBlock(cfg.n_classes, emb_dim)
+
+        def block(c_in: int, c_out: int, size: int) -> nn.ModuleList:
+            parts = [ResBlock(c_in, c_out, emb_dim, dropout=cfg.dropout, groups=groups)]
+            if size in cfg.attn_resolutions:
+                parts.append(SelfAttention(c_out, heads=heads, groups=groups))
+            return nn.ModuleList(parts)
+
+        self.conv_in = nn.Conv2d(cfg.in_channels, base, 3, padding=1)
+        self.down = nn.ModuleList()
+        skips = [base]  # channels of every tensor the decoder will concatenate
+        ch, size = base, cfg.image_size
+        for level, mult in enumerate(cfg.channel_mults):
+            for _ in range(cfg.num_res_blocks):
+                self.down.append(block(ch, base * mult, size))
+                ch = base * mult
+                skips.append(ch)
+            if level < levels - 1:
+                self.down.append(nn.ModuleList([Downsample(ch)]))
+                skips.append(ch)
+                size //= 2
+        self.mid = nn.ModuleList([
+            ResBlock(ch, ch, emb_dim, dropout=cfg.dropout, groups=groups),
+            SelfAttention(ch, heads=heads, groups=groups),
+            ResBlock(ch, ch, emb_dim, dropout=cfg.dropout, groups=groups),
+        ])
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(cfg.channel_mults))):
+            for _ in range(cfg.num_res_blocks + 1):
+                self.up.append(block(ch + skips.pop(), base * mult, size))
+                ch = base * mult
+            if level > 0:
+                self.up.append(nn.ModuleList([Upsample(ch)]))
+                size *= 2
+        self.norm_out = group_norm(ch, groups)
+        self.conv_out = nn.Conv2d(ch, cfg.in_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    @torch.no_grad()
+    def set_condition_stats(self, mean: Tensor, std: Tensor) -> None:
+        """Per-feature mean and standard deviation of the training conditions (stored in the model)."""
+        if self.cfg.cond != "vector":
+            raise ValueError("only a feature-conditioned UNet has condition statistics")
+        mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+        if mean.shape != (self.cfg.cond_dim,) or std.shape != (self.cfg.cond_dim,):
+            raise ValueError(f"statistics must have shape ({self.cfg.cond_dim},)")
+        self.cond_mean.copy_(mean)
+        self.cond_std.copy_(std.clamp(min=1e-3))  # a constant feature must not divide by zero
+
+    def embed(self, t: Tensor, cond: Tensor | None, batch: int, device: torch.device) -> Tensor:
+        """emb (B, 4 * base) = time MLP of sinusoidal(t) + the condition's embedding."""
+        emb = self.time_mlp(sinusoidal_embedding(t, self.cfg.base_channels))
+        if self.cfg.cond == "vector":
+            if cond is not None:
+                cond = (cond.float() - self.cond_mean) / self.cond_std  # NaN rows stay NaN = no condition
+            emb = emb + self.cond_embedding(cond, batch, device)
+        elif self.cfg.cond == "class":
+            emb = emb + self.class_mlp(self.class_embedding(cond, batch, device))
+        elif cond is not None:
+            raise ValueError("this UNet is not conditioned: cond must be None")
+        return emb
+
+    def forward(self, x: Tensor, t: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
+        cfg = self.cfg
+        B = x.shape[0]
+        if x.shape[1:] != (cfg.in_channels, cfg.image_size, cfg.image_size):
+            raise ValueError(
+                f"expected images (B, {cfg.in_channels}, {cfg.image_size}, {cfg.image_size}), got {tuple(x.shape)}"
+            )
+        if t is None:
+            raise ValueError("this UNet is time-conditioned: pass t (B,) in [0, 1]")
+        t = t.expand(B) if t.dim() == 0 else t
+        emb = self.embed(t.to(x.device), cond, B, x.device)  # (B, 4 * base)
+        h = self.conv_in(x)  # (B, base, H, W)
+        skips = [h]
+        for parts in self.down:
+            h = self._run(parts, h, emb)
+            skips.append(h)
+        h = self.mid[0](h, emb)
+        h = self.mid[1](h)
+        h = self.mid[2](h, emb)
+        for parts in self.up:
+            if isinstance(parts[0], ResBlock):
+                h = torch.cat([h, skips.pop()], dim=1)  # skip connection: (B, ch + ch_skip, h, w)
+            h = self._run(parts, h, emb)
+        return self.conv_out(nn.functional.silu(self.norm_out(h)))
+
+    @staticmethod
+    def _run(parts: nn.ModuleList, h: Tensor, emb: Tensor) -> Tensor:
+        for layer in parts:
+            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+        return h
+
+
 def build_unet(cfg: UNetConfig) -> nn.Module:
     """Instantiate the UNet a config describes."""
     if cfg.cond not in CONDITIONS:
         raise ValueError(f"cond must be one of {CONDITIONS}, not {cfg.cond!r}")
     if cfg.arch == "mnist":
         return MnistUNet(cfg)
+    if cfg.arch == "res":
+        return ResUNet(cfg)
     raise ValueError(f"unknown architecture {cfg.arch!r}")
 
 
