@@ -78,6 +78,81 @@ def noise_explorer(
     return ui
 
 
+def feature_explorer(
+    generate_fn: Callable[[Tensor], Tensor],
+    base: Sequence[float] | Tensor,
+    *,
+    names: Sequence[str] | None = None,
+    groups: dict[str, Sequence[str]] | None = None,
+    measure: Callable[[Tensor], Tensor] | None = None,
+    static: bool | None = None,
+):
+    """Sliders for the 32 features, grouped (COLOR, LIGHTING, ...) in an accordion, driving a generator.
+
+    ``generate_fn(features (32,)) -> image (3, H, W)`` in [-1, 1] is called whenever a slider is
+    released (``continuous_update=False``: generation takes seconds); keep its seed fixed so that
+    only the features change. ``measure(image) -> (32,)`` (e.g. ``features.extract_batch`` on one
+    image) adds the measured features beside the requested ones. ``ui.state`` holds the last
+    ``features``, ``image`` and ``measured``; ``ui.sliders`` maps names to sliders. Without
+    ipywidgets (or ``static=True``) the figure for ``base`` is drawn and returned.
+    """
+    from . import features as feature_table
+
+    names = list(names or feature_table.FEATURE_NAMES)
+    groups = dict(groups or feature_table.FEATURE_GROUPS)
+    base = [float(v) for v in base]
+    if len(base) != len(names):
+        raise ValueError(f"base has {len(base)} values for {len(names)} features")
+    if any(not 0.0 <= v <= 1.0 for v in base):
+        raise ValueError("base features must lie in [0, 1]")
+    state: dict = {}
+
+    def draw(**values: float):
+        f = torch.tensor([float(values[name]) for name in names])
+        image = generate_fn(f).detach().cpu()
+        image = image[0] if image.dim() == 4 else image
+        measured = measure(image).detach().cpu().reshape(-1) if measure is not None else None
+        state.update(features=f, image=image, measured=measured)
+        fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(11, 3.2), gridspec_kw=dict(width_ratios=[1, 3.2]))
+        ax_img.imshow(plotting.to_numpy_image(image), interpolation="nearest")
+        ax_img.axis("off")
+        ax_img.set_title("generated")
+        positions = range(len(names))
+        ax_bar.bar(positions, f.numpy(), color="0.8", label="requested")
+        if measured is not None:
+            ax_bar.plot(positions, measured.numpy(), "o", color="C3", markersize=4, label="measured")
+        ax_bar.set_xticks(list(positions), names, rotation=90, fontsize=7)
+        ax_bar.set_ylim(0, 1)
+        ax_bar.legend(fontsize=8, loc="upper right")
+        fig.tight_layout()
+        plt.show()
+        return fig
+
+    if static is None:
+        static = not _have_ipywidgets()
+    if static:
+        fig = draw(**dict(zip(names, base)))
+        state.update(figure=fig)
+        return fig
+
+    import ipywidgets as widgets
+
+    style = {"description_width": "130px"}
+    sliders = {
+        name: widgets.FloatSlider(value=value, min=0.0, max=1.0, step=0.01, description=name, style=style,
+                                  continuous_update=False, layout=widgets.Layout(width="420px"))
+        for name, value in zip(names, base)
+    }
+    accordion = widgets.Accordion(children=[widgets.VBox([sliders[n] for n in members]) for members in groups.values()])
+    for i, group in enumerate(groups):
+        accordion.set_title(i, f"{group} ({len(groups[group])})")
+    output = widgets.interactive_output(draw, sliders)
+    ui = widgets.VBox([accordion, output])
+    ui.state = state
+    ui.sliders = sliders
+    return ui
+
+
 def _options(values, name: str) -> tuple:
     options = tuple(values) if isinstance(values, (list, tuple)) else (values,)
     if not options:

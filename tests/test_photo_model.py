@@ -1,0 +1,328 @@
+"""The feature-conditioned photo model: blocks, UNet configs, data, augmentation, sampling, fidelity."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from course_utils import features, guidance, layers, photos, training, widgets
+from course_utils.unet import ResUNet, UNetConfig, build_unet, count_parameters
+
+TINY = UNetConfig.photo_small(16, base_channels=8, groups=4)  # 16 px, 8-16-16 channels, attention at 4x4
+
+
+def tiny_model(seed: int = 0) -> ResUNet:
+    torch.manual_seed(seed)
+    model = build_unet(TINY).eval()
+    for p in model.parameters():  # leave the zero-initialised outputs: perturb every weight a little
+        p.data.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# Blocks
+
+
+def test_resblock_starts_as_its_skip_path_and_uses_the_embedding():
+    torch.manual_seed(0)
+    x, emb = torch.randn(2, 8, 6, 6), torch.randn(2, 12)
+    same = layers.ResBlock(8, 8, 12, groups=4)
+    torch.testing.assert_close(same(x, emb), x)  # last conv starts at zero: identity
+    wider = layers.ResBlock(8, 16, 12, groups=4)
+    assert isinstance(wider.skip, torch.nn.Conv2d) and wider(x, emb).shape == (2, 16, 6, 6)
+    torch.nn.init.normal_(same.conv2.weight, std=0.1)
+    a, b = same(x, emb), same(x, emb + 1.0)
+    assert not torch.allclose(a, b)
+
+
+def test_self_attention_is_identity_at_start_and_permutation_equivariant():
+    torch.manual_seed(0)
+    attn = layers.SelfAttention(16, heads=4, groups=4)
+    x = torch.randn(2, 16, 4, 4)
+    torch.testing.assert_close(attn(x), x)
+    torch.nn.init.normal_(attn.proj.weight, std=0.2)
+    perm = torch.randperm(16)
+    shuffled = x.flatten(2)[..., perm].reshape_as(x)  # move pixels around
+    out = attn(x).flatten(2)[..., perm].reshape_as(x)
+    torch.testing.assert_close(attn(shuffled), out, atol=1e-5, rtol=1e-5)  # no position information
+    with pytest.raises(ValueError):
+        layers.SelfAttention(10, heads=4)
+
+
+# ---------------------------------------------------------------------------------------------
+# UNet configs
+
+
+def test_photo256_channel_plan_and_size():
+    cfg = UNetConfig.photo256()
+    assert (cfg.image_size, cfg.in_channels, cfg.cond, cfg.cond_dim) == (256, 3, "vector", 32)
+    assert [cfg.base_channels * m for m in cfg.channel_mults] == [64, 128, 256, 512, 512]
+    assert cfg.attn_resolutions == (32, 16) and cfg.num_res_blocks == 2
+    with torch.device("meta"):  # no memory, no initialisation: just count
+        model = build_unet(cfg)
+    assert count_parameters(model) == 104_806_787
+    n_attn = sum(isinstance(m, layers.SelfAttention) for m in model.modules())
+    assert n_attn == 2 * 2 + 1 + 2 * 3  # encoder 32+16 px, middle, decoder 32+16 px
+    assert UNetConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_photo256_plan_runs_at_a_small_size():
+    cfg = UNetConfig.photo256(image_size=32, attn_resolutions=(4, 2))  # same channels, 32 px
+    torch.manual_seed(0)
+    model = build_unet(cfg).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert model(x, torch.rand(1), torch.rand(1, 32)).shape == x.shape
+
+
+@pytest.mark.parametrize("cfg", [UNetConfig.photo_small(), TINY, UNetConfig.photo_small(16, base_channels=8, groups=4, cond="none")])
+def test_small_configs_shapes(cfg):
+    model = build_unet(cfg).eval()
+    x = torch.randn(2, 3, cfg.image_size, cfg.image_size)
+    cond = torch.rand(2, 32) if cfg.cond == "vector" else None
+    with torch.no_grad():
+        assert model(x, torch.rand(2), cond).shape == x.shape
+    with pytest.raises(ValueError, match="expected images"):
+        model(torch.randn(2, 3, cfg.image_size + 8, cfg.image_size + 8), torch.rand(2), cond)
+    with pytest.raises(ValueError, match="pass t"):
+        model(x)
+
+
+def test_mnist_config_unchanged_by_new_fields():
+    cfg = UNetConfig.mnist(16)
+    assert cfg.arch == "mnist" and UNetConfig.from_dict(cfg.to_dict()) == cfg
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("base_channels", "channel_mults", "num_res_blocks",
+                                                               "attn_resolutions", "attn_heads", "dropout", "groups")}
+    assert UNetConfig.from_dict(old) == cfg  # checkpoints written before the photo fields still load
+
+
+def test_conditioning_changes_output_and_nan_row_is_none():
+    model = tiny_model()
+    x, t = torch.randn(2, 3, 16, 16), torch.full((2,), 0.5)
+    with torch.no_grad():
+        a, b = model(x, t, torch.full((2, 32), 0.2)), model(x, t, torch.full((2, 32), 0.8))
+        assert not torch.allclose(a, b)
+        nan = torch.full((2, 32), float("nan"))
+        torch.testing.assert_close(model(x, t, nan), model(x, t, None))
+        mixed = torch.stack([torch.full((32,), 0.2), torch.full((32,), float("nan"))])
+        out = model(x, t, mixed)
+        torch.testing.assert_close(out[0], a[0])
+        torch.testing.assert_close(out[1], model(x, t, None)[1])
+
+
+def test_condition_statistics_normalise_and_travel_in_the_state_dict():
+    model = tiny_model()
+    x, t, c = torch.randn(1, 3, 16, 16), torch.full((1,), 0.3), torch.rand(1, 32)
+    mean, std = torch.rand(32), torch.rand(32) + 0.5
+    model.set_condition_stats(mean, std)
+    other = tiny_model()
+    other.load_state_dict(model.state_dict())
+    torch.testing.assert_close(other.cond_std, std)
+    with torch.no_grad():
+        torch.testing.assert_close(other(x, t, c), model(x, t, c))
+        shifted = tiny_model()
+        shifted.load_state_dict(model.state_dict())
+        shifted.set_condition_stats(mean + 0.3, std)
+        assert not torch.allclose(shifted(x, t, c), model(x, t, c))  # the statistics are used
+    with pytest.raises(ValueError):
+        model.set_condition_stats(torch.zeros(31), torch.ones(31))
+
+
+def test_cfg_wrapper_on_the_vector_model():
+    model = tiny_model()
+    x, t, c = torch.randn(2, 3, 16, 16), torch.full((2,), 0.4), torch.rand(2, 32)
+    with torch.no_grad():
+        cond, uncond = model(x, t, c), model(x, t, None)
+        torch.testing.assert_close(guidance.cfg(model, 1.0)(x, t, c), cond, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(guidance.cfg(model, 0.0)(x, t, c), uncond, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(guidance.cfg(model, 3.0)(x, t, c), uncond + 3.0 * (cond - uncond), atol=1e-4, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    """Six small synthetic photos (coloured disks and rings, different sizes) and one corrupt file."""
+    import cv2
+
+    folder = tmp_path / "mine"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        h, w = 40 + 8 * i, 56 - 4 * i
+        img = np.full((h, w, 3), 230, np.uint8)
+        colour = tuple(int(v) for v in rng.integers(0, 255, 3))
+        cv2.circle(img, (w // 2, h // 2), min(h, w) // 3, colour, -1)
+        if i % 2:
+            cv2.circle(img, (w // 2, h // 2), min(h, w) // 8, (230, 230, 230), -1)
+        cv2.imwrite(str(folder / ("sub" if i > 3 else "") / f"p{i}.png"), img)
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+def test_load_photos_crops_measures_caches_and_reports(photo_folder, tmp_course_dirs):
+    ps = photos.load_photos(photo_folder, size=16, progress=False, workers=1)
+    assert len(ps) == 6 and ps.images.shape == (6, 3, 16, 16) and ps.images.dtype == torch.uint8
+    assert ps.features.shape == (6, 32) and [p.name for p, _ in ps.failures] == ["broken.jpg"]
+    expected = features.extract_batch(ps.signed())  # the features of exactly the pixels the model sees
+    torch.testing.assert_close(ps.features, expected)
+    mean, std = ps.stats()
+    assert mean.shape == std.shape == (32,)
+    again = photos.load_photos(photo_folder, size=16, progress=False, workers=1)
+    torch.testing.assert_close(again.images, ps.images)
+    with pytest.raises(ValueError, match="at least 8"):
+        photos.load_photos(photo_folder, size=4)
+    (photo_folder / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        photos.load_photos(photo_folder / "empty", size=16)
+
+
+def test_augment_flip_and_jitter():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 8, 8)
+    torch.testing.assert_close(photos.augment(x, photos.Augment(0, 0, 0, 0, 0), g), x, atol=1e-5, rtol=0)
+    flipped = photos.augment(x, photos.Augment(1.0, 0, 0, 0, 0), g)
+    torch.testing.assert_close(flipped, x.flip(-1), atol=1e-5, rtol=0)
+    jittered = photos.augment(x, photos.Augment(0.5, 0.3, 0.3, 0.3, 0.1), g)
+    assert jittered.min() >= 0 and jittered.max() <= 1 and not torch.allclose(jittered, x)
+    gray = torch.full((1, 3, 4, 4), 0.5)  # hue and saturation leave a gray image gray
+    torch.testing.assert_close(photos.augment(gray, photos.Augment(0, 0, 0, 0.5, 0.2), g), gray, atol=1e-5, rtol=0)
+
+
+def test_batches_recompute_features_and_split_ranks(photo_folder, tmp_course_dirs):
+    ps = photos.load_photos(photo_folder, size=16, progress=False, workers=1)
+    batches = photos.PhotoBatches(ps, 4, augment=photos.Augment(flip=1.0, brightness=0.3), seed=1)
+    assert len(batches) == 2
+    for x, f in batches:
+        torch.testing.assert_close(f, features.extract_batch(x))  # condition and pixels agree
+    assert batches.epoch == 1
+    plain = photos.PhotoBatches(ps, 4, augment=None, seed=1)
+    ranks = [photos.PhotoBatches(ps, 2, augment=None, seed=1, rank=r, world_size=2) for r in (0, 1)]
+    idx = [set(b._indices(0).tolist()) for b in ranks]
+    assert not idx[0] & idx[1] and len(idx[0] | idx[1]) == 6
+    first = [x for x, _ in plain]
+    plain.set_epoch(0)
+    torch.testing.assert_close(torch.cat([x for x, _ in plain]), torch.cat(first))  # epoch order is reproducible
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling and bad input
+
+
+def test_check_features_rejects_bad_vectors():
+    good = torch.full((32,), 0.5)
+    assert photos.check_features(good, 3).shape == (3, 32)
+    with pytest.raises(ValueError, match="32 values"):
+        photos.check_features(torch.full((31,), 0.5))
+    with pytest.raises(ValueError, match="out of range: dominant_hue"):
+        photos.check_features(torch.cat([torch.tensor([1.5]), good[1:]]))
+    bad = good.clone()
+    bad[19] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite in: circularity"):
+        photos.check_features(bad)
+    with pytest.raises(ValueError, match="asked for 3"):
+        photos.check_features(torch.full((2, 32), 0.5), 3)
+
+
+def test_generate_sweep_and_like():
+    model = tiny_model()
+    base = torch.full((32,), 0.5)
+    x = photos.generate(model, base, n=2, steps=4, seed=3)
+    assert x.shape == (2, 3, 16, 16) and x.abs().max() <= 1
+    torch.testing.assert_close(photos.generate(model, base, n=2, steps=4, seed=3), x)  # deterministic (eta = 0)
+    row = photos.feature_sweep(model, base, "dominant_hue", values=[0.0, 1.0], steps=4)
+    assert row.shape == (2, 3, 16, 16) and not torch.allclose(row[0], row[1])
+    with pytest.raises(ValueError, match="unknown feature"):
+        photos.feature_sweep(model, base, "hue", steps=4)
+    with pytest.raises(ValueError):
+        photos.generate(model, torch.full((32,), 2.0), steps=4)
+    img = np.zeros((20, 20, 3), np.float32)
+    img[5:15, 5:15] = [0.9, 0.5, 0.1]
+    images, target = photos.generate_like(model, img, n=1, steps=3, only="LIGHTING")
+    assert images.shape == (1, 3, 16, 16)
+    lit = [features.index(n) for n in features.FEATURE_GROUPS["LIGHTING"]]
+    torch.testing.assert_close(target[lit], torch.from_numpy(features.extract_features(img))[lit])
+
+
+def test_feature_fidelity_perfect_and_baseline():
+    g = torch.Generator().manual_seed(0)
+    req = torch.rand(50, 32, generator=g)
+    perfect = photos.feature_fidelity(req, req)
+    assert set(perfect) == {"COLOR", "LIGHTING", "MATERIAL", "SHAPE", "TOPOLOGY", "ALL"}
+    for s in perfect.values():
+        assert s["mae"] == 0 and s["corr"] == pytest.approx(1.0)
+        assert s["mae_shuffled"] > 0.2 and abs(s["corr_shuffled"]) < 0.3  # independent uniforms: ~1/3, ~0
+    ignored = photos.feature_fidelity(req, torch.rand(50, 32, generator=g))  # a model that ignores its condition
+    assert ignored["ALL"]["mae"] == pytest.approx(ignored["ALL"]["mae_shuffled"], abs=0.05)
+    assert "ALL" in photos.format_fidelity(perfect)
+    with pytest.raises(ValueError):
+        photos.feature_fidelity(req, req[:10])
+
+
+# ---------------------------------------------------------------------------------------------
+# Training, resume, checkpoints
+
+
+def _train(ps, run_dir, epochs):
+    return photos.train_photo_model(ps, cfg=TINY, epochs=epochs, batch_size=4, lr=1e-3, run_dir=run_dir,
+                                    sample_every=None, progress=False, augment_with=photos.Augment(), seed=0)
+
+
+def test_training_resumes_exactly_and_checkpoint_checks(photo_folder, tmp_course_dirs, tmp_path):
+    ps = photos.load_photos(photo_folder, size=16, progress=False, workers=1)
+    straight, result = _train(ps, tmp_path / "a", 2)
+    _train(ps, tmp_path / "b", 1)
+    resumed, result_b = _train(ps, tmp_path / "b", 2)
+    assert result_b.resumed_from == 1 and result.step == result_b.step == 4
+    assert result.losses == pytest.approx(result_b.losses, abs=1e-6)
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=name)
+    torch.testing.assert_close(straight.cond_mean, ps.stats()[0])  # statistics saved with the model
+
+    path = photos.export(straight, tmp_path / "photo-16.safetensors", result, photos.recipe_of(ps, TINY))
+    model, record = photos.load_photo_model(path, image_size=16, device=torch.device("cpu"))
+    torch.testing.assert_close(model.cond_std, straight.cond_std, atol=1e-6, rtol=0)  # exact, not float16
+    assert record["recipe"]["feature_names"] == list(features.FEATURE_NAMES)
+    with pytest.raises(ValueError, match="16x16 images, not 32x32"):
+        photos.load_photo_model(path, image_size=32)
+    renamed = list(features.FEATURE_NAMES)
+    renamed[3] = "colour_count"
+    with pytest.raises(ValueError, match="different feature set.*3: color_variety != colour_count"):
+        photos.load_photo_model(path, feature_names=renamed)
+    with pytest.raises(ValueError, match="different feature set"):
+        photos.load_photo_model(path, feature_names=features.FEATURE_NAMES[:16])
+    with pytest.raises(ValueError, match="the model is for 32 px"):
+        photos.train_photo_model(ps, cfg=UNetConfig.photo_small(32), epochs=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The slider explorer
+
+
+def test_feature_explorer_callback_runs_without_a_browser():
+    calls = []
+
+    def fake_generate(f):
+        calls.append(f.clone())
+        return torch.zeros(3, 8, 8) + 2 * f[0] - 1
+
+    ui = widgets.feature_explorer(fake_generate, torch.full((32,), 0.5), measure=lambda img: torch.full((32,), 0.25))
+    assert len(ui.sliders) == 32 and ui.sliders["circularity"].continuous_update is False
+    assert len(ui.children[0].children) == 5  # one accordion page per group
+    ui.sliders["dominant_hue"].value = 0.9  # what releasing the slider does
+    assert ui.state["features"][0].item() == pytest.approx(0.9)
+    assert ui.state["image"].mean().item() == pytest.approx(0.8)
+    torch.testing.assert_close(ui.state["measured"], torch.full((32,), 0.25))
+    ui.sliders["circularity"].value = 0.1
+    assert calls[-1][features.index("circularity")].item() == pytest.approx(0.1)
+    assert calls[-1][0].item() == pytest.approx(0.9)  # the other sliders keep their values
+    fig = widgets.feature_explorer(fake_generate, [0.5] * 32, static=True)
+    assert len(fig.axes) == 2
+    with pytest.raises(ValueError):
+        widgets.feature_explorer(fake_generate, [0.5] * 31)
