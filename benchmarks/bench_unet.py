@@ -62,8 +62,8 @@ def diffusers_unet():
     return model, step_output
 
 
-def throughput(build, device: torch.device, batch: int, steps: int, warmup: int, repeats: int) -> tuple[float, int]:
-    """Median images per second over ``repeats`` timings of ``steps`` training steps."""
+def training_step(build, device: torch.device, batch: int):
+    """Build a model and return ``(step, n_params)``; ``step()`` runs one training step."""
     torch.manual_seed(0)
     model, forward = build()
     model.to(device).train()
@@ -80,29 +80,40 @@ def throughput(build, device: torch.device, batch: int, steps: int, warmup: int,
         loss.backward()
         opt.step()
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    return step, count_parameters(model)
 
-    for _ in range(warmup):
+
+def images_per_second(step, device: torch.device, batch: int, steps: int) -> float:
+    """Time ``steps`` training steps (waiting for the GPU to finish) -> images per second."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
         step()
     sync()
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
+    return batch * steps / (time.perf_counter() - start)
+
+
+def compare(models: dict, device: torch.device, batch: int, steps: int, warmup: int, repeats: int) -> dict:
+    """Median images/s of each model; repeats alternate between the models, so that a change in
+    the machine's load (a shared CPU) affects both alike."""
+    built = {label: training_step(build, device, batch) for label, build in models.items()}
+    for step, _ in built.values():
+        for _ in range(warmup):
             step()
-        sync()
-        rates.append(batch * steps / (time.perf_counter() - start))
-    return statistics.median(rates), count_parameters(model)
+    rates = {label: [] for label in built}
+    for _ in range(repeats):
+        for label, (step, _) in built.items():
+            rates[label].append(images_per_second(step, device, batch, steps))
+    return {label: (statistics.median(rates[label]), built[label][1]) for label in built}
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per repeat")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--devices", default=None, help="comma-separated, e.g. cpu,cuda (default: all found)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -125,8 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name in devices:
         device = torch.device(name)
         rates = {}
-        for label, build in models.items():
-            rate, params = throughput(build, device, args.batch, args.steps, args.warmup, args.repeats)
+        for label, (rate, params) in compare(models, device, args.batch, args.steps, args.warmup, args.repeats).items():
             rates[label] = rate
             results["runs"].append({"device": name, "model": label, "params": params, "images_per_s": round(rate, 1)})
             print(f"{name:5s} {label:32s} {params / 1e6:6.3f}M params {rate:9.1f} images/s")
