@@ -73,6 +73,9 @@ class CheckResult:
     def __str__(self) -> str:
         return self.message
 
+    def _ipython_display_(self) -> None:
+        """Show nothing when a notebook cell ends with the check: the verdict is already printed."""
+
 
 # ---------------------------------------------------------------------------------------------
 # The engine: run every case, stop at the first difference, say what it is
@@ -224,8 +227,9 @@ class _TinyDenoiser(torch.nn.Module):
 
     def __init__(self, seed: int):
         super().__init__()
-        g = _seeded(seed)  # the weights come from this generator, never from the global seed
-        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+        g = _seeded(seed)  # the weights come from this generator; the notebook's global seed is left alone
+        with torch.random.fork_rng(devices=[]):
+            self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
         with torch.no_grad():
             self.conv.weight.copy_(0.3 * torch.randn(self.conv.weight.shape, generator=g))
             self.conv.bias.copy_(0.1 * torch.randn(self.conv.bias.shape, generator=g))

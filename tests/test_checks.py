@@ -198,3 +198,12 @@ def test_inpainting_reference_matches_the_schedule():
     t = torch.tensor(0.4)
     torch.testing.assert_close(checks.inpainting_step(x, xk, mask, s.alpha_bar(t), eps),
                                checks.inpainting_step(x, xk, mask, None, eps, schedule=s, t=t))
+
+
+def test_checks_leave_the_global_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    for name in sorted(RIGHT):
+        _checker(name)(RIGHT[name], verbose=False)
+    torch.testing.assert_close(torch.rand(3), expected)
