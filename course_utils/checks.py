@@ -24,8 +24,7 @@ check_flow_matching       (x0, eps, t) -> (xt, u)         04        ``FlowSchedu
 check_cfg                 (out_uncond, out_cond, w)       05        ``guidance.cfg``
 check_ddim_step           (x_t, eps_hat, abar_t, abar_s,  06        ``samplers.ddim_step``
                           eta, z) -> x_s
-check_inpainting_step     (x, x_known, mask, abar, eps)   07        the formula below, on
-                                                                    ``Schedule.add_noise``
+check_inpainting_step     (x, x_known, mask, abar, eps)   07        ``editing.repaint_project``
 check_feature             (rgb) -> float                  08        ``features.extract_features``
 ========================  ==============================  ========  =================================
 
@@ -378,35 +377,24 @@ def check_ddim_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
 # Notebook 07: one inpainting (RePaint) step
 
 
-def inpainting_step(x: Tensor, x_known: Tensor, mask: Tensor, alpha_bar: Tensor, eps: Tensor, *,
-                    schedule: schedules.Schedule | None = None, t: Tensor | None = None) -> Tensor:
-    """Reference: ``mask * noised_known + (1 - mask) * x`` (Lugmayr et al. 2022, RePaint eq. 8).
-
-    ``mask`` is 1 on the known pixels, 0 where the model paints; the known pixels are noised to
-    the level of ``x`` (``alpha_bar``), so the sampler sees one consistent noisy image.
-    """
-    if schedule is not None and t is not None:
-        noised_known = schedule.add_noise(x_known, t, eps)  # the course's forward process
-    else:
-        noised_known = alpha_bar.sqrt() * x_known + (1 - alpha_bar).sqrt() * eps
-    return mask * noised_known + (1 - mask) * x
-
-
 def check_inpainting_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
     """``fn(x, x_known, mask, alpha_bar, eps) -> mask * noised_known + (1 - mask) * x`` (RePaint).
 
     ``mask`` (B, 1, H, W) is 1 where the pixels are known; ``noised_known`` is x_known noised to
     ``alpha_bar`` with ``eps``: sqrt(alpha_bar) x_known + sqrt(1 - alpha_bar) eps.
     """
+    from . import editing
+
     cases = []
     for seed in SEEDS:
         for shape, schedule in zip(SHAPES, (*_vp_schedules(), schedules.cosine_schedule(1000))):
             g = _seeded(seed)
-            x, x_known, eps = _randn(shape, g), _randn(shape, g), _randn(shape, g)
+            x, x_known = _randn(shape, g), _randn(shape, g)
             mask = (torch.rand((shape[0], 1, *shape[2:]), generator=g) < 0.5).float()
             t = torch.tensor(float(torch.rand((), generator=g)) * 0.9 + 0.05)
             alpha_bar = schedule.alpha_bar(t)
-            expected = inpainting_step(x, x_known, mask, alpha_bar, eps, schedule=schedule, t=t)
+            eps = _randn(shape, _seeded(200 + seed))  # the noise repaint_project draws from that seed
+            expected = editing.repaint_project(x, x_known, mask, t.item(), schedule, generator=_seeded(200 + seed))
             about = f"x {shape}, mask {tuple(mask.shape)} (1 = known), {schedule.name}, t = {t.item():.3f}, seed {seed}"
             cases.append(Case(about, (x, x_known, mask, alpha_bar, eps), expected))
     hint = ("noise the known image to the current level first: noised_known = sqrt(alpha_bar) x_known + "

@@ -188,18 +188,6 @@ def test_check_feature_for_another_feature_and_unknown_names():
         checks.check_feature(temperature, "warmth")
 
 
-def test_inpainting_reference_matches_the_schedule():
-    from course_utils import schedules
-
-    s = schedules.cosine_schedule(1000)
-    g = torch.Generator().manual_seed(0)
-    x, xk, eps = (torch.randn(2, 1, 4, 4, generator=g) for _ in range(3))
-    mask = (torch.rand(2, 1, 4, 4, generator=g) < 0.5).float()
-    t = torch.tensor(0.4)
-    torch.testing.assert_close(checks.inpainting_step(x, xk, mask, s.alpha_bar(t), eps),
-                               checks.inpainting_step(x, xk, mask, None, eps, schedule=s, t=t))
-
-
 def test_checks_leave_the_global_random_state_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)
