@@ -26,3 +26,12 @@ def test_hashes(tmp_path):
     path = files.atomic_write(tmp_path / "x", b"abc")
     assert files.sha256_file(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert files.md5_bytes(b"abc") == "900150983cd24fb0d6963f7d28e17f72"
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    path = files.atomic_write(tmp_path / "p", b"x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
