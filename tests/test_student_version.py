@@ -93,3 +93,35 @@ def test_the_course_notebooks_follow_the_convention(tmp_path):
         for cell in student.cells:
             if student_version.is_solution(cell):
                 assert "raise NotImplementedError" in cell.source and "checks.check_" in cell.source
+
+
+@pytest.mark.parametrize("exercise", student_version.PLANNED, ids=lambda e: e.notebook)
+def test_planned_solutions_pass_their_checkers(exercise, capsys):
+    import numpy as np
+    import torch
+
+    from course_utils import checks
+
+    namespace = {"checks": checks, "np": np, "torch": torch}
+    exec(compile(exercise.solution, exercise.notebook, "exec"), namespace)
+    assert capsys.readouterr().out.startswith("PASS: ")
+    assert "NotImplementedError" in student_version.stub_source(exercise.solution)
+
+
+def test_add_exercise_inserts_before_the_anchor_once(tmp_path, capsys):
+    code = new_code_cell("import torch\n\nfrom course_utils import samplers, config\n\nx = 1")
+    anchor = new_code_cell("out = guidance.cfg(model, 3.0)")
+    nb = new_notebook(cells=[new_markdown_cell("# 05 · cfg"), code, new_markdown_cell("## guided"), anchor])
+    path = tmp_path / "05_cfg.ipynb"
+    nbformat.write(nb, path)
+    assert student_version.main([str(path), "--add-planned"]) == 0
+    assert "05_cfg.ipynb: added cfg_combine" in capsys.readouterr().out
+    nb = nbformat.read(path, as_version=4)
+    assert [c.cell_type for c in nb.cells] == ["markdown", "code", "markdown", "markdown", "code", "code"]
+    assert "from course_utils import checks, config, samplers\n" in nb.cells[1].source
+    assert student_version.is_solution(nb.cells[4]) and "exercise" in nb.cells[3].metadata["tags"]
+    assert student_version.problems(nb) == []
+    assert student_version.main([str(path), "--add-planned"]) == 0 and "nothing to add" in capsys.readouterr().out
+    exercise = student_version.PLANNED[0]
+    with pytest.raises(ValueError, match="no cell contains"):
+        student_version.add_exercise(nb, before="not in there", task=exercise.task, solution=exercise.solution)
