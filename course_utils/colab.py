@@ -23,10 +23,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-
-import nbformat
+from typing import TYPE_CHECKING
 
 from . import config
+
+if TYPE_CHECKING:
+    import nbformat
 
 # The repository's address, used by every badge and by the set-up cell. A fork changes it here and
 # reruns `python -m course_utils.colab` to rewrite the notebooks.
@@ -87,6 +89,7 @@ def with_badge(markdown: str, notebook: str) -> str:
 
 def apply(nb: nbformat.NotebookNode, notebook: str) -> nbformat.NotebookNode:
     """Insert or refresh the badge and the set-up cell in ``nb`` (modified in place and returned)."""
+    import nbformat
     first_md = next((c for c in nb.cells if c.cell_type == "markdown"), None)
     if first_md is None:
         raise ValueError(f"{notebook}: no markdown cell to hold the badge")
@@ -160,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook lacks the badge or the cell")
     parser.add_argument("--readme", action="store_true", help="print the README's badge table and exit")
     args = parser.parse_args(argv)
+    import nbformat  # only the tool needs it: setup_colab works without Jupyter's packages
+
     notebooks = args.notebooks or sorted((config.repo_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.readme:
         print(readme_table(notebooks))
