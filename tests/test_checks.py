@@ -82,6 +82,7 @@ WRONG = {
         + ((1 - a / b) * (1 - b) / (1 - a)) * z,
         "sign of eps flipped": lambda x_t, e, a, b, z: ddpm_step(x_t, -e, a, b, z),
         "DDIM instead": lambda x_t, e, a, b, z: ddim_step(x_t, e, a, b, 0.0, z),
+        "one image only": lambda x_t, e, a, b, z: ddpm_step(x_t, e, a, b, z)[:1],
         "raises": _raises,
     },
     "flow_matching": {
@@ -89,12 +90,15 @@ WRONG = {
         "time reversed": lambda x0, eps, t: (t * x0 + (1 - t) * eps, eps - x0),
         "variance-preserving path": lambda x0, eps, t: ((1 - t).sqrt() * x0 + t.sqrt() * eps, eps - x0),
         "only the target": lambda x0, eps, t: eps - x0,
+        "target of the wrong shape": lambda x0, eps, t: ((1 - t) * x0 + t * eps, (eps - x0)[0]),
         "raises": _raises,
     },
     "cfg": {
         "roles swapped": lambda u, c, w: c + w * (u - c),
         "unconditional part forgotten": lambda u, c, w: w * (c - u),
         "scale applied to the condition only": lambda u, c, w: u + w * c,
+        "sign flipped": lambda u, c, w: u - w * (c - u),
+        "summed over channels": lambda u, c, w: cfg(u, c, w).sum(dim=1),
         "raises": _raises,
     },
     "ddim_step": {
@@ -102,12 +106,16 @@ WRONG = {
         "c not removed from the eps term": lambda x_t, e, a, b, eta, z: ddim_step(x_t, e, a, b, 0.0, z)
         + eta * ((1 - b) / (1 - a) * (1 - a / b)).sqrt() * z,
         "sqrt forgotten on abar_s": lambda x_t, e, a, b, eta, z: b * _x0_hat(x_t, e, a) + (1 - b).sqrt() * e,
+        "sign of the noise flipped": lambda x_t, e, a, b, eta, z: ddim_step(x_t, e, a, b, eta, -z),
+        "flattened": lambda x_t, e, a, b, eta, z: ddim_step(x_t, e, a, b, eta, z).flatten(1),
         "raises": _raises,
     },
     "inpainting_step": {
         "mask inverted": lambda x, xk, m, ab, eps: inpaint(x, xk, 1 - m, ab, eps),
         "known pixels not noised": lambda x, xk, m, ab, eps: m * xk + (1 - m) * x,
         "sqrt forgotten": lambda x, xk, m, ab, eps: m * (ab * xk + (1 - ab) * eps) + (1 - m) * x,
+        "noise sign flipped": lambda x, xk, m, ab, eps: inpaint(x, xk, m, ab, -eps),
+        "mask channel kept apart": lambda x, xk, m, ab, eps: inpaint(x, xk, m, ab, eps)[:, :1],
         "raises": _raises,
     },
     "feature": {
