@@ -73,7 +73,8 @@ def _stub_function(node: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str
     has_doc = isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str)
     indent = " " * (body[0].col_offset if body[0].lineno != node.lineno else node.col_offset + 4)
     if body[0].lineno == node.lineno:  # "def f(x): return x" on one line: rebuild the header
-        head = lines[first : node.lineno - 1] + [" " * node.col_offset + f"def {node.name}({ast.unparse(node.args)}):"]
+        returns = f" -> {ast.unparse(node.returns)}" if node.returns is not None else ""
+        head = lines[first : node.lineno - 1] + [" " * node.col_offset + f"def {node.name}({ast.unparse(node.args)}){returns}:"]
         kept = []
     else:
         head = lines[first : body[0].lineno - 1]
