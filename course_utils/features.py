@@ -295,11 +295,11 @@ def _clean(mask: np.ndarray) -> np.ndarray:
     areas = stats[1:, cv2.CC_STAT_AREA]
     keep = np.concatenate([[False], areas >= max(0.1 * areas.max(), _min_hole(mask))])
     m = keep[labels]
-    holes, _ = _holes(m)
+    holes, _ = hole_labels(m)
     return m | holes.astype(bool) & ~_big_holes(holes, _min_hole(mask))
 
 
-def _holes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def hole_labels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Label the holes: background components (4-connected) that do not touch the image border.
 
     Returns (labels (H, W) int with 0 = not a hole, areas (n,) of holes 1..n).
@@ -311,16 +311,16 @@ def _holes(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     is_hole[touching] = False
     renumber = np.zeros(n, dtype=np.int32)
     renumber[is_hole] = np.arange(1, is_hole.sum() + 1)
-    hole_labels = renumber[labels]
-    areas = np.bincount(hole_labels.ravel(), minlength=is_hole.sum() + 1)[1:]
-    return hole_labels, areas
+    holes = renumber[labels]
+    areas = np.bincount(holes.ravel(), minlength=is_hole.sum() + 1)[1:]
+    return holes, areas
 
 
-def _big_holes(hole_labels: np.ndarray, min_area: int) -> np.ndarray:
-    areas = np.bincount(hole_labels.ravel())
+def _big_holes(labels: np.ndarray, min_area: int) -> np.ndarray:
+    areas = np.bincount(labels.ravel())
     big = areas >= min_area
     big[0] = False
-    return big[hole_labels]
+    return big[labels]
 
 
 @dataclass(frozen=True)
@@ -357,9 +357,9 @@ def topology(mask: np.ndarray, min_hole: int | None = None) -> Topology:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if n <= 1:
         return Topology(0, 0, 0)
-    _, areas = _holes(mask)
+    _, areas = hole_labels(mask)
     main = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    _, main_areas = _holes(main)
+    _, main_areas = hole_labels(main)
     return Topology(n - 1, int(np.sum(areas >= min_hole)), int(np.sum(main_areas >= min_hole)))
 
 
@@ -719,6 +719,23 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
+def _pool(workers: int):
+    """A process pool that is safe to start from a notebook kernel.
+
+    Plain ``fork`` copies a process that runs threads (Jupyter's, OpenCV's pool) and can deadlock
+    in the child; a fork server is a clean single-threaded process that has imported this module
+    once, so workers start fast and safe. Windows has no fork server: spawn.
+    """
+    import multiprocessing as mp
+
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+    else:
+        ctx = mp.get_context("spawn")
+    return ctx.Pool(workers, initializer=_init_worker)
+
+
 def extract_folder(
     folder: str | os.PathLike,
     *,
@@ -733,13 +750,16 @@ def extract_folder(
     measured twice, and an edited one is measured again. ``cache=True`` uses
     :func:`default_cache_path`, a path uses that file, ``False`` keeps nothing. ``workers``
     processes (default: all cores; 1 = in this process). Corrupt files land in ``failures``
-    and the run goes on. ``limit`` keeps the first N files (sorted order).
+    and the run goes on. ``limit`` keeps N files spread evenly over the sorted list (so a
+    folder of class sub-folders keeps every class), as fast mode wants.
     """
     from tqdm.auto import tqdm
 
     from .data import list_images
 
-    files = list_images(folder)[:limit]
+    files = list_images(folder)
+    if limit is not None and limit < len(files):
+        files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
     cache_path = (default_cache_path() if cache is True else Path(cache)) if cache else None
     table = load_cache(cache_path) if cache_path else {}
     keys = [sha256_file(p) for p in files]
@@ -750,9 +770,7 @@ def extract_folder(
     if workers == 1:
         results = map(features_of_file, [p for _, p in todo])
     else:
-        import multiprocessing as mp
-
-        pool = mp.get_context().Pool(workers, initializer=_init_worker)
+        pool = _pool(workers)
         results = pool.imap(features_of_file, [p for _, p in todo], chunksize=8)
     try:
         for (key, _), result in zip(todo, results):

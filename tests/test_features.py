@@ -368,6 +368,8 @@ def test_folder_in_parallel_without_cache_and_with_a_broken_cache(photo_folder, 
     parallel = F.extract_folder(photo_folder, workers=2, cache=False, progress=False)
     np.testing.assert_array_equal(parallel.features, serial.features)
     assert parallel.paths == serial.paths and len(parallel.failures) == 1
+    spread = F.extract_folder(photo_folder, workers=1, cache=False, progress=False, limit=2)
+    assert [p.name for p in spread.paths] == ["copy.png"] and [p.name for p, _ in spread.failures] == ["broken.jpg"]
     broken = tmp_path / "broken-cache.npz"
     broken.write_bytes(b"not a zip file")
     assert F.load_cache(broken) == {}
