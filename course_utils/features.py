@@ -24,7 +24,7 @@ from those pixels only (NumPy, OpenCV, scikit-image) and normalised to [0, 1]. N
  9  shadow_intensity     LIGHTING  1 - P10(Y) / median(Y): how much darker the darkest tenth is
 10  shadow_ratio         LIGHTING  fraction of pixels with Y < median(Y) / 2
 11  brightness_var       LIGHTING  std(Y) / 0.5
-12  local_contrast       LIGHTING  squash(mean |grad Y|, 0.04), Sobel gradient per pixel
+12  local_contrast       LIGHTING  squash(mean |grad Y|, 0.04), grad = 3x3 Sobel / 8 (slope per pixel)
 13  obj_bg_contrast      LIGHTING  clip(dE(mean obj colour, mean bg colour) / 100)
 14  reflectivity         MATERIAL  (P99(Y_obj) - median(Y_obj)) / (1 - median(Y_obj))
 15  transparency         MATERIAL  squash(fraction of obj within dE 20 of the mean bg colour, 0.05)
