@@ -233,7 +233,7 @@ def test_rotations_and_flips_change_no_colour_feature(transform):
 # --- every input a student may have -----------------------------------------------------------
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     h=st.integers(4, 48),
     w=st.integers(4, 48),
