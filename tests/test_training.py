@@ -34,6 +34,15 @@ def test_ema_update_maths():
         torch.testing.assert_close(p_ema, p)
 
 
+def test_ema_warm_up():
+    assert training.ema_decay_at(0.999, 0) == 0.1 and training.ema_decay_at(0.999, 10**6) == 0.999
+    model, ema = nn.Linear(3, 2), nn.Linear(3, 2)
+    old = [p.detach().clone() for p in ema.parameters()]
+    training.ema_update(ema, model, decay=0.999, step=0)
+    for p_ema, p_old, p in zip(ema.parameters(), old, model.parameters()):
+        torch.testing.assert_close(p_ema, 0.1 * p_old + 0.9 * p)
+
+
 def test_data_order_is_a_function_of_seed_and_epoch():
     x = torch.arange(10)[:, None].float()
     order = lambda seed, epoch: torch.cat([b[0] for b in training.batches((x,), 4, seed, epoch)]).flatten()  # noqa: E731
