@@ -12,7 +12,7 @@ from those pixels only (NumPy, OpenCV, scikit-image) and normalised to [0, 1]. N
 ==  ===================  ========  ==========================================================
  #  name                 group     meaning and formula
 ==  ===================  ========  ==========================================================
- 0  dominant_hue         COLOR     hue of the strongest hue-histogram peak (weights S*V), H in turns
+ 0  dominant_hue         COLOR     hue (in turns) of the strongest hue-histogram peak, weights S*V; 0 if grey
  1  dominant_sat         COLOR     mean S of the pixels within 15 degrees of that hue
  2  dominant_val         COLOR     mean V of those pixels
  3  color_variety        COLOR     entropy of the 64-colour (4 levels per channel) histogram / ln 64
