@@ -78,7 +78,9 @@ def test_setup_colab_off_colab_and_with_drive(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "google", google)
     monkeypatch.setitem(sys.modules, "google.colab", google_colab)
     for name in ("CHECKPOINT", "CACHE", "FIGURES"):
-        monkeypatch.delenv(f"COURSE_{name}_DIR", raising=False)  # restored after the test
+        # setenv records the variable's original state, so the values setup_colab writes are undone
+        monkeypatch.setenv(f"COURSE_{name}_DIR", "unset")
+        monkeypatch.delenv(f"COURSE_{name}_DIR")
     settings = colab.setup_colab(drive=True, mount_point=str(tmp_path))
     assert mounted == [str(tmp_path)] and settings["gpu"]
     from course_utils import config
