@@ -103,6 +103,8 @@ REGISTRY: dict[str, Recipe] = {
             p_uncond=0.1,
             epochs=2,
             fast=dict(epochs=1, data_limit=2000, hidden=16),
+            sha256="03d8422fb802415bf9eb217e6517c31a5c3f64a801ff4a5813f4b6a7ef54e175",
+            trained="2 epochs (938 steps), 45 min wall-clock on 1 thread of a shared 2-core Intel Xeon, torch 2.13 CPU",
         ),
     )
 }
