@@ -5,6 +5,8 @@
     python -m course_utils list
     python -m course_utils train mnist-ddpm [--epochs N] [--fast]
     python -m course_utils sample mnist-cfg --n 1000 --steps 20 --guidance 3 --out samples.npz
+    python -m course_utils train photo --data DIR --size 64 [--epochs N]   (see train photo --help)
+    torchrun --nproc_per_node 4 -m course_utils train photo --size 256 --model full
 
 ``sample`` writes an ``.npz`` with ``images`` (N, 28, 28) float32 in [0, 1] and ``labels`` (N,)
 (balanced class ids for class-conditional models, -1 for unconditional ones).
@@ -32,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the named models and whether their checkpoints are present")
     train = sub.add_parser("train", help="train a named model from its recipe (resumes runs/NAME)")
-    train.add_argument("name", help=f"one of: {', '.join(pretrained.names())}")
+    train.add_argument("name", help=f"one of: {', '.join(pretrained.names())}; or 'photo' (train photo --help)")
     train.add_argument("--epochs", type=_positive_int, default=None, help="override the recipe's epochs")
     train.add_argument("--fast", action="store_true", help="the small fast-mode recipe (NAME.fast.safetensors)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -57,6 +59,11 @@ def _check_name(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["train", "photo"]:  # the feature-conditioned photo model has its own options
+        from . import photos
+
+        return photos.main(argv[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
     from . import config, data, pretrained

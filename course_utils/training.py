@@ -296,6 +296,8 @@ def train(
     sample_every: int | None = None,
     progress: bool = True,
     recipe: dict | None = None,
+    amp: bool = False,
+    ddp: bool | None = None,
 ) -> TrainResult:
     """Train ``model`` with ``loss_fn(model, batch, generator=g)`` for ``epochs`` epochs.
 
@@ -306,6 +308,14 @@ def train(
     ``sample_fn(model, epoch) -> images`` (given the EMA model when there is one) is called every
     ``sample_every`` epochs and its images saved as ``run_dir/samples_epoch_NNNN.png``; it should
     use its own generator (the global RNG is restored around it anyway).
+
+    ``amp``: mixed precision on CUDA (``torch.autocast`` in bfloat16 where the GPU has it, else
+    float16 with a ``GradScaler``); ignored on other devices. Several processes (``torchrun``, a
+    process group initialised; ``ddp=False`` opts out): the model is wrapped in PyTorch's
+    ``DistributedDataParallel`` so gradients are averaged over the ranks; tensor data is split
+    (rank r takes rows r, r + W, ... of every batch), an iterable of batches must give each rank
+    its own share; the loss logged is the mean over ranks; rank 0 alone writes checkpoints,
+    samples and progress.
     """
     from tqdm.auto import tqdm
 
@@ -346,6 +356,12 @@ def train(
         result.step, result.epoch = record["step"], record["epoch"]
         result.resumed_from = record["epoch"]
 
+    rank, world = _distributed(ddp)
+    net = _wrap_ddp(model, device) if world > 1 else model  # forward/backward through DDP; weights stay in model
+    use_amp = amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    progress = progress and rank == 0
     writer = _tensorboard(run_dir) if progress else None
     for epoch in range(result.epoch, epochs):
         for group in opt.param_groups:
@@ -358,13 +374,19 @@ def train(
         running = []
         for batch in bar:
             batch = tuple(b.to(device) for b in batch) if isinstance(batch, (tuple, list)) else batch.to(device)
-            loss = loss_fn(model, batch, generator=loss_generator)
+            if world > 1 and tensors is not None:
+                if batch[0].shape[0] < world:  # too small to split: every rank skips it alike
+                    continue
+                batch = tuple(b[rank::world] for b in batch)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                loss = loss_fn(net, batch, generator=loss_generator)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()  # without amp: loss.backward(), opt.step()
+            scaler.step(opt)
+            scaler.update()
             if ema is not None:
                 ema_update(ema, model, ema_decay, step=result.step)
-            value = loss.item()
+            value = _mean_over_ranks(loss.detach().float(), world)
             running.append(value)
             result.losses.append(value)
             result.step += 1
@@ -378,15 +400,46 @@ def train(
         if progress:
             print(f"epoch {result.epoch}/{epochs}: loss {result.epoch_losses[-1]:.4f} "
                   f"({result.epoch_seconds[-1]:.0f} s, lr {opt.param_groups[0]['lr']:.2e})")
-        if sample_fn is not None and sample_every and result.epoch % sample_every == 0:
+        if sample_fn is not None and sample_every and result.epoch % sample_every == 0 and rank == 0:
             _save_samples(sample_fn, result.final_model, result.epoch, run_dir)
             model.train()
         if run_dir is not None and (result.epoch % checkpoint_every == 0 or result.epoch == epochs):
-            _write_checkpoint(run_dir, model, ema, opt, loss_generator, result, base_record)
+            if rank == 0:
+                _write_checkpoint(run_dir, model, ema, opt, loss_generator, result, base_record)
+            if world > 1:
+                torch.distributed.barrier()  # no rank runs ahead of the checkpoint it may resume from
     if writer is not None:
         writer.close()
     model.eval()
     return result
+
+
+def _distributed(ddp: bool | None) -> tuple[int, int]:
+    """(rank, world size): (0, 1) unless a process group is initialised (torchrun) and ddp is not False."""
+    import torch.distributed as dist
+
+    active = dist.is_available() and dist.is_initialized()
+    if ddp and not active:
+        raise RuntimeError("ddp=True needs torch.distributed.init_process_group() first (run under torchrun)")
+    if ddp is False or not active:
+        return 0, 1
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """PyTorch DDP: same initial weights on every rank (broadcast from rank 0), gradients all-reduced."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cuda":
+        return DistributedDataParallel(model, device_ids=[device.index if device.index is not None else torch.cuda.current_device()])
+    return DistributedDataParallel(model)
+
+
+def _mean_over_ranks(loss: Tensor, world: int) -> float:
+    if world > 1:
+        torch.distributed.all_reduce(loss, op=torch.distributed.ReduceOp.SUM)
+        loss = loss / world
+    return loss.item()
 
 
 def _save_samples(sample_fn, model: nn.Module, epoch: int, run_dir: Path | None) -> None:
