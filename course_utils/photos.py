@@ -293,17 +293,20 @@ def generate(
     n: int | None = None,
     steps: int = 50,
     guidance_scale: float = 2.0,
-    eta: float = 0.0,
+    eta: float = 1.0,
     seed: int = 0,
     noise: Tensor | None = None,
     progress: bool = False,
 ) -> Tensor:
     """Images (B, 3, S, S) in [-1, 1] with the requested features (32,) or (B, 32) in [0, 1].
 
-    DDIM (Song et al. 2021, eta = 0: deterministic) over ``steps`` steps, classifier-free guidance
-    with scale w = ``guidance_scale`` (w = 1: the plain conditional model; w = 0: unconditional).
-    The starting noise comes from ``seed`` (or is given as ``noise``), so the same seed with other
-    features shows what the features change.
+    DDIM (Song et al. 2021) over ``steps`` steps, classifier-free guidance with scale
+    w = ``guidance_scale`` (w = 1: the plain conditional model; w = 0: unconditional). ``eta = 0``
+    is deterministic; the default ``eta = 1`` adds DDPM's posterior noise at each of the 50 steps,
+    which hides the error a briefly trained model still makes at small t (with eta = 0 that error
+    stays in the image as fine coloured noise). The starting noise comes from ``seed`` (or is given
+    as ``noise``) and the per-step noise from ``seed + 1``, so the same seed with other features
+    shows what the features change.
     """
     cond = check_features(feats, n)
     B, cfg = cond.shape[0], model.cfg
@@ -343,17 +346,14 @@ def generate_like(model: nn.Module, image, *, n: int = 4, **kw) -> tuple[Tensor,
 def feature_sweep(model: nn.Module, base, name: str, values: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
                   **kw) -> Tensor:
     """A row of images (len(values), 3, S, S): ``base`` features with feature ``name`` set to each
-    of ``values`` and everything else (the starting noise included) kept fixed."""
+    of ``values`` and everything else (the seed, so all the noise, included) kept fixed."""
     if name not in features.FEATURE_NAMES:
         raise ValueError(f"unknown feature {name!r}; known: {', '.join(features.FEATURE_NAMES)}")
     rows = check_features(base, len(values)).clone()
     rows[:, features.index(name)] = torch.as_tensor(list(values), dtype=torch.float32)
     rows = check_features(rows)
-    seed = kw.pop("seed", 0)
-    cfg = model.cfg
-    noise = torch.randn(1, cfg.in_channels, cfg.image_size, cfg.image_size,
-                        generator=torch.Generator().manual_seed(seed)).expand(len(values), -1, -1, -1)
-    return generate(model, rows, noise=noise.contiguous(), seed=seed, **kw)
+    # one image per call: with eta > 0 each image of a batch would draw its own step noise
+    return torch.cat([generate(model, row, **kw) for row in rows])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -502,11 +502,10 @@ def train_photo_model(
     loss_fn = functools.partial(losses.ddpm_loss, schedule=schedule(), p_uncond=p_uncond)
     recipe = recipe_of(photos, cfg, p_uncond=p_uncond, augment=asdict(augment_with) if augment_with else None,
                        world_size=world)
-    extra = dict(amp=amp) if "amp" in training.train.__code__.co_varnames else {}
     result = training.train(
         model, loss_fn, batches, epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adamw",
         weight_decay=0.0, ema_decay=ema_decay, seed=seed, run_dir=run_dir, sample_fn=sample_fn,
-        sample_every=sample_every, progress=progress and rank == 0, recipe=recipe, **extra,
+        sample_every=sample_every, progress=progress and rank == 0, recipe=recipe, amp=amp,
     )
     return result.final_model.eval(), result
 
@@ -600,7 +599,11 @@ def main(argv: list[str] | None = None) -> int:
     kind = args.model or ("small" if size < 64 else "full")
     epochs = args.epochs or config.pick(100, 1)
     started = time.perf_counter()
+    if distributed and rank != 0:
+        dist.barrier()  # rank 0 fills the crop and feature caches first; the others then read them
     photos = load_photos(args.data, size=size, limit=args.limit, progress=not args.no_progress and rank == 0)
+    if distributed and rank == 0:
+        dist.barrier()
     if rank == 0:
         print(f"{len(photos)} photos at {size} px from {photos.folder} ({len(photos.failures)} unreadable) "
               f"in {time.perf_counter() - started:.0f} s")

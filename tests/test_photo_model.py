@@ -326,3 +326,18 @@ def test_feature_explorer_callback_runs_without_a_browser():
     assert len(fig.axes) == 2
     with pytest.raises(ValueError):
         widgets.feature_explorer(fake_generate, [0.5] * 31)
+
+
+def test_command_line_trains_exports_and_scores(photo_folder, tmp_course_dirs, tmp_path, capsys):
+    from course_utils.__main__ import main
+
+    out = tmp_path / "cli" / "photo-16.safetensors"
+    argv = ["train", "photo", "--data", str(photo_folder), "--size", "16", "--model", "small", "--epochs", "1",
+            "--batch-size", "4", "--sample-every", "0", "--fidelity", "3", "--run-dir", str(tmp_path / "cli-run"),
+            "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "6 photos at 16 px" in printed and "img/s" in printed and "TOPOLOGY" in printed
+    model, record = photos.load_photo_model(out, image_size=16)
+    assert record["recipe"]["n_photos"] == 6 and model.cfg.image_size == 16
+    assert set(json.loads((tmp_path / "cli-run" / "fidelity.json").read_text())) >= {"COLOR", "ALL"}
