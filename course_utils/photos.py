@@ -129,7 +129,7 @@ def load_photos(
     from tqdm.auto import tqdm
 
     for src in tqdm(sources, desc=f"photos {size}px", unit="img", disable=not progress, leave=False):
-        target = prepared / src.relative_to(folder).with_suffix(".png")
+        target = prepared / f"{src.relative_to(folder)}.png"  # a.jpg -> a.jpg.png: a.jpg and a.png stay apart
         if not target.is_file() or target.stat().st_mtime < src.stat().st_mtime:
             try:
                 img = centre_crop_resize(data.load_image(src), size)

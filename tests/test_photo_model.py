@@ -176,6 +176,12 @@ def test_load_photos_crops_measures_caches_and_reports(photo_folder, tmp_course_
     assert mean.shape == std.shape == (32,)
     again = photos.load_photos(photo_folder, size=16, progress=False, workers=1)
     torch.testing.assert_close(again.images, ps.images)
+    import cv2
+
+    cv2.imwrite(str(photo_folder / "p0.jpg"), np.zeros((20, 20, 3), np.uint8))  # same stem as p0.png
+    both = photos.load_photos(photo_folder, size=16, progress=False, workers=1)
+    names = [p.name for p in both.paths]
+    assert len(both) == 7 and both.images[names.index("p0.jpg")].max() < 10 < both.images[names.index("p0.png")].max()
     with pytest.raises(ValueError, match="at least 8"):
         photos.load_photos(photo_folder, size=4)
     (photo_folder / "empty").mkdir()
