@@ -94,6 +94,8 @@ REGISTRY: dict[str, Recipe] = {
             objective="flow",
             epochs=2,
             fast=dict(epochs=1, data_limit=2000, hidden=16),
+            sha256="1f82fab7af4eec331f7434fa72755f28979ed687d3a70bd509ef56f20f82c379",
+            trained="2 epochs (938 steps), 17 min wall-clock on 1 thread of a shared 2-core Intel Xeon, torch 2.13 CPU",
         ),
         Recipe(
             name="mnist-cfg",
