@@ -339,7 +339,7 @@ def test_command_line_trains_exports_and_scores(photo_folder, tmp_course_dirs, t
 
     out = tmp_path / "cli" / "photo-16.safetensors"
     argv = ["train", "photo", "--data", str(photo_folder), "--size", "16", "--model", "small", "--epochs", "1",
-            "--batch-size", "4", "--sample-every", "0", "--fidelity", "3", "--run-dir", str(tmp_path / "cli-run"),
+            "--batch-size", "4", "--sample-every", "0", "--fidelity", "2", "--run-dir", str(tmp_path / "cli-run"),
             "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
