@@ -7,6 +7,9 @@
     python -m course_utils sample mnist-cfg --n 1000 --steps 20 --guidance 3 --out samples.npz
     python -m course_utils train photo --data DIR --size 64 [--epochs N]   (see train photo --help)
     torchrun --nproc_per_node 4 -m course_utils train photo --size 256 --model full
+    python -m course_utils figures [--fast] [--notebooks 01 03]      (re-run notebooks, save every figure)
+    python -m course_utils student-version [--out student_notebooks/]  (exercise copies)
+    python -m course_utils colab [--check]                           (Colab badges and set-up cells)
 
 ``sample`` writes an ``.npz`` with ``images`` (N, 28, 28) float32 in [0, 1] and ``labels`` (N,)
 (balanced class ids for class-conditional models, -1 for unconditional ones).
@@ -30,7 +33,10 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import pretrained
 
-    parser = argparse.ArgumentParser(prog="python -m course_utils", description="Train or sample the course models.")
+    parser = argparse.ArgumentParser(
+        prog="python -m course_utils",
+        description="Train or sample the course models. Instructors' tools: figures, student-version, colab (each has --help).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the named models and whether their checkpoints are present")
     train = sub.add_parser("train", help="train a named model from its recipe (resumes runs/NAME)")
@@ -58,8 +64,15 @@ def _check_name(parser: argparse.ArgumentParser, name: str) -> None:
         parser.error(f"unknown model {name!r}; known: {', '.join(pretrained.names())}")
 
 
+TOOLS = {"figures": "figures", "student-version": "student_version", "colab": "colab"}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in TOOLS:  # the instructors' tools keep their own options
+        from importlib import import_module
+
+        return import_module(f"{__package__}.{TOOLS[argv[0]]}").main(argv[1:])
     if argv[:2] == ["train", "photo"]:  # the feature-conditioned photo model has its own options
         from . import photos
 

@@ -37,3 +37,15 @@ def test_train_then_sample(tmp_course_dirs, monkeypatch):
     assert saved["images"].shape == (13, 28, 28) and saved["images"].dtype == np.float32
     assert 0 <= saved["images"].min() and saved["images"].max() <= 1
     assert saved["labels"].tolist() == [i % 10 for i in range(13)]
+
+
+@pytest.mark.parametrize("tool", ["figures", "student-version", "colab"])
+def test_instructor_tools_are_subcommands(tool, capsys):
+    with pytest.raises(SystemExit) as err:
+        main([tool, "--help"])
+    assert err.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_colab_check_passes_on_the_shipped_notebooks():
+    assert main(["colab", "--check"]) == 0
