@@ -7,6 +7,8 @@ from torch import nn
 
 from course_utils import editing, samplers, schedules, targets
 
+from . import oracles
+
 LINEAR = schedules.linear_schedule(1000)
 FLOW = schedules.FlowSchedule()
 TS = schedules.step_grid(1000, 990, 30)  # 0.99, 0.96, ..., 0.0 (34 times)
@@ -14,18 +16,10 @@ X_STAR = torch.linspace(-0.9, 0.9, 64).reshape(1, 1, 8, 8)  # the one data point
 
 
 def eps_oracle(schedule, x_star=X_STAR):
-    """The perfect epsilon model when the data set is the single image x*."""
-
-    def model(xt, t, cond=None):
-        a, s = targets.coef(schedule.alpha(t), xt), targets.coef(schedule.sigma(t), xt)
-        return targets.eps_from_x0(xt, x_star, a, s)
-
-    return model
+    return oracles.eps_oracle(schedule, x_star)
 
 
-def velocity_oracle(xt, t, cond=None):
-    """The perfect velocity for the single image x* on the flow path: u = (xt - x*) / t."""
-    return (xt - X_STAR) / targets.coef(t, xt)
+velocity_oracle = oracles.velocity_oracle(X_STAR)
 
 
 class TinyModel(nn.Module):

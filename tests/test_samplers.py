@@ -3,22 +3,16 @@ import torch
 
 from course_utils import samplers, schedules, targets
 
+from . import oracles
+
 X_STAR = torch.linspace(-0.9, 0.9, 16).reshape(1, 1, 4, 4)  # the one data point
 
 
 def eps_oracle(schedule, x_star=X_STAR):
-    """The perfect epsilon model for the one-point data set {x*}: eps = (xt - alpha x*) / sigma."""
-
-    def model(xt, t, cond=None):
-        a, s = targets.coef(schedule.alpha(t), xt), targets.coef(schedule.sigma(t), xt)
-        return targets.eps_from_x0(xt, x_star, a, s)
-
-    return model
+    return oracles.eps_oracle(schedule, x_star)
 
 
-def velocity_oracle(xt, t, cond=None):
-    """The perfect velocity for {x*} on the flow path: u = (xt - x*) / t."""
-    return (xt - X_STAR) / targets.coef(t, xt)
+velocity_oracle = oracles.velocity_oracle(X_STAR)
 
 
 def gaussian_eps_oracle(schedule, m, s):
