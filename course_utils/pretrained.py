@@ -200,7 +200,7 @@ def train_recipe(name: str, *, fast: bool | None = None, epochs: int | None = No
 
     def sample_fn(m: nn.Module, epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(1234)
-        return data.to_unit(generate(m, r, 20, guidance_scale=3.0, generator=g)).cpu()
+        return generate(m, r, 20, guidance_scale=3.0, generator=g).cpu()  # [-1, 1], as train() expects
 
     started = time.perf_counter()
     result = training.train(

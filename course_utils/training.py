@@ -305,7 +305,7 @@ def train(
     (seed, epoch)), or any iterable of batches such as a ``DataLoader`` (used as it is; resuming
     it reproduces the run only if its order is seeded). With ``run_dir``, a checkpoint is written
     every ``checkpoint_every`` epochs and, if ``resume``, training continues from the newest one.
-    ``sample_fn(model, epoch) -> images`` (given the EMA model when there is one) is called every
+    ``sample_fn(model, epoch) -> images`` in [-1, 1] (given the EMA model when there is one) is called every
     ``sample_every`` epochs and its images saved as ``run_dir/samples_epoch_NNNN.png``; it should
     use its own generator (the global RNG is restored around it anyway).
 
