@@ -124,6 +124,11 @@ class UNetConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+def _check_images(cfg: UNetConfig, x: Tensor) -> None:
+    if x.shape[1:] != (cfg.in_channels, cfg.image_size, cfg.image_size):
+        raise ValueError(f"expected images (B, {cfg.in_channels}, {cfg.image_size}, {cfg.image_size}), got {tuple(x.shape)}")
+
+
 class MnistUNet(nn.Module):
     """The Berkeley-style UNet; optional time and class conditioning (see module docstring)."""
 
@@ -159,10 +164,7 @@ class MnistUNet(nn.Module):
     def forward(self, x: Tensor, t: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
         cfg = self.cfg
         B = x.shape[0]
-        if x.shape[1:] != (cfg.in_channels, cfg.image_size, cfg.image_size):
-            raise ValueError(
-                f"expected images (B, {cfg.in_channels}, {cfg.image_size}, {cfg.image_size}), got {tuple(x.shape)}"
-            )
+        _check_images(cfg, x)
         e1 = self.enc1(x)  # (B, D, 28, 28)
         e2 = self.enc2(e1)  # (B, D, 14, 14)
         e3 = self.enc3(e2)  # (B, 2D, 7, 7)
@@ -275,10 +277,7 @@ class ResUNet(nn.Module):
     def forward(self, x: Tensor, t: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
         cfg = self.cfg
         B = x.shape[0]
-        if x.shape[1:] != (cfg.in_channels, cfg.image_size, cfg.image_size):
-            raise ValueError(
-                f"expected images (B, {cfg.in_channels}, {cfg.image_size}, {cfg.image_size}), got {tuple(x.shape)}"
-            )
+        _check_images(cfg, x)
         if t is None:
             raise ValueError("this UNet is time-conditioned: pass t (B,) in [0, 1]")
         t = t.expand(B) if t.dim() == 0 else t
