@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import samplers
-from .schedules import Schedule
+from .schedules import Schedule, randn_like
 
 ModelFn = Callable[..., Tensor]
 Sampler = Callable[..., Tensor]
@@ -108,14 +108,9 @@ def _default_sampler(sampler: Sampler | None, schedule: Schedule) -> Sampler:
     return functools.partial(samplers.ddpm, schedule=schedule)
 
 
-def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
-
-
 def noise_to(x0: Tensor, t: float, schedule: Schedule, generator: torch.Generator | None = None) -> Tensor:
     """The forward process with fresh noise: xt = alpha(t) x0 + sigma(t) eps, eps ~ N(0, I)."""
-    return schedule.add_noise(x0, float(t), _noise(x0, generator))
+    return schedule.add_noise(x0, float(t), randn_like(x0, generator))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +175,7 @@ def inpaint(model_fn: ModelFn, x0: Tensor, known: Tensor, ts: Tensor, *, schedul
     if isinstance(resample, bool) or not isinstance(resample, int) or resample < 1:
         raise ValueError(f"resample must be an int >= 1, got {resample!r}")
     sampler = _default_sampler(sampler, schedule)
-    x = repaint_project(_noise(x0, generator), x0, known, ts[0].item(), schedule, generator)
+    x = repaint_project(randn_like(x0, generator), x0, known, ts[0].item(), schedule, generator)
     trajectory = [x] if return_trajectory else None
     for t, s in zip(ts[:-1].tolist(), ts[1:].tolist()):
         for u in range(resample):
@@ -189,7 +184,7 @@ def inpaint(model_fn: ModelFn, x0: Tensor, known: Tensor, ts: Tensor, *, schedul
             if u < resample - 1:  # back to t: x_t = (alpha_t / alpha_s) x_s + sigma_{t|s} z
                 a_ts = schedule.alpha(t) / schedule.alpha(s)
                 sigma_ts = (schedule.sigma(t) ** 2 - a_ts**2 * schedule.sigma(s) ** 2).clamp(min=0).sqrt()
-                x = a_ts.to(x) * x + sigma_ts.to(x) * _noise(x, generator)
+                x = a_ts.to(x) * x + sigma_ts.to(x) * randn_like(x, generator)
         if trajectory is not None:
             trajectory.append(x)
     return (x, trajectory) if trajectory is not None else x

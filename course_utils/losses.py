@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import targets
-from .schedules import DiscreteSchedule, FlowSchedule
+from .schedules import DiscreteSchedule, FlowSchedule, randn_like
 
 Batch = Tensor | tuple | list
 
@@ -35,12 +35,6 @@ def unpack(batch: Batch) -> tuple[Tensor, Tensor | None]:
         return batch[0], None
     x0, cond = batch[0], batch[1]
     return x0, cond
-
-
-def randn_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Standard normal noise shaped like x, drawn from ``generator`` (on its device), moved to x's."""
-    device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
 
 def _rand(n: int, generator: torch.Generator | None, like: Tensor) -> Tensor:

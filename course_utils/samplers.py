@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from . import targets
-from .schedules import Schedule
+from .schedules import Schedule, randn_like
 
 ModelFn = Callable[..., Tensor]
 
@@ -44,11 +44,6 @@ def _steps(ts: Tensor, progress: bool, desc: str):
 
         return tqdm(pairs, desc=desc, leave=False)
     return pairs
-
-
-def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
 
 def _time(t: float, x: Tensor) -> Tensor:
@@ -103,7 +98,7 @@ def ddpm_step(model_fn: ModelFn, x: Tensor, t: float, s: float, schedule: Schedu
     if s <= 0:
         return mean
     var = posterior_variance(schedule, t, s).to(x.device, x.dtype)
-    return mean + var.sqrt() * _noise(x, generator)
+    return mean + var.sqrt() * randn_like(x, generator)
 
 
 @torch.no_grad()
@@ -134,7 +129,7 @@ def ddim_step(model_fn: ModelFn, x: Tensor, t: float, s: float, schedule: Schedu
     c2 = eta**2 * posterior_variance(schedule, t, s).to(x.device, x.dtype)
     x_s = alpha_s * x0_hat + (sigma_s**2 - c2).clamp(min=0.0).sqrt() * eps_hat
     if eta > 0 and s > 0:
-        x_s = x_s + c2.sqrt() * _noise(x, generator)
+        x_s = x_s + c2.sqrt() * randn_like(x, generator)
     return x_s
 
 

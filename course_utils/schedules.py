@@ -30,6 +30,12 @@ def _as_time(t: Tensor | float, like: Tensor | None = None) -> Tensor:
     return t.float()
 
 
+def randn_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Standard normal noise shaped like x, drawn from ``generator`` (on its device), moved to x's."""
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+
+
 def _broadcast(coef: Tensor, x: Tensor) -> Tensor:
     """(B,) or () coefficients -> shape that multiplies (B, C, H, W) images."""
     return coef.reshape(coef.shape + (1,) * (x.dim() - coef.dim())).to(x.dtype)
