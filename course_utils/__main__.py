@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--fast", action="store_true", help="use the fast-mode checkpoint")
     sample.add_argument("--out", type=Path, default=Path("samples.npz"))
     sample.add_argument("--no-progress", action="store_true")
+    sample.add_argument("--score", action="store_true",
+                        help="also score the samples with the course classifier (FD, confident reads, accuracy)")
     return parser
 
 
@@ -124,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         with open(tmp, "wb") as handle:
             np.savez(handle, images=images, labels=labels.numpy().astype(np.int64))
     print(f"wrote {args.out}: images {images.shape} in [0, 1], labels {tuple(labels.shape)} ({config.device()})")
+    if args.score:
+        from . import metrics
+
+        report = metrics.digit_quality(torch.from_numpy(images)[:, None], labels if conditional else None,
+                                       scale="unit")
+        print(f"{args.name}: {metrics.format_quality(report)}")
     return 0
 
 

@@ -49,3 +49,15 @@ def test_instructor_tools_are_subcommands(tool, capsys):
 
 def test_colab_check_passes_on_the_shipped_notebooks():
     assert main(["colab", "--check"]) == 0
+
+
+@pytest.mark.skipif(not (mnist_available() and pretrained.checkpoint_path("mnist-cfg").is_file()),
+                    reason="needs MNIST and the shipped mnist-cfg")
+def test_sample_score_prints_the_classifier_report(tmp_path, capsys):
+    out = tmp_path / "s.npz"
+    assert main(["sample", "mnist-cfg", "--n", "20", "--steps", "8", "--guidance", "3", "--score",
+                 "--out", str(out), "--no-progress"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("mnist-cfg: n=20  FD=") and "confident=" in line and "accuracy=" in line
+    accuracy = float(line.split("accuracy=")[1].split("%")[0])
+    assert accuracy >= 80, line  # guided samples of the shipped model read as the requested digit

@@ -143,6 +143,36 @@ def test_mnist_fd_small_between_real_digits_large_for_noise(test_digits):
 
 
 @needs_classifier
+def test_confident_fraction_separates_digits_from_scribbles(test_digits):
+    x, y = test_digits
+    real = metrics.confident_fraction(x[:500])
+    blobs = metrics.confident_fraction((x[:500] + x[500:1000] + x[1000:1500]).clamp(-1, 1))  # three digits on top
+    assert real > 0.95 and blobs < real - 0.2, (real, blobs)
+    with pytest.raises(ValueError, match="threshold"):
+        metrics.confident_fraction(x[:4], threshold=1.0)
+    with pytest.raises(ValueError, match="no images"):
+        metrics.confident_fraction(x[:0])
+
+
+@needs_classifier
+def test_digit_quality_report(test_digits):
+    x, y = test_digits
+    report = metrics.digit_quality(x[:200], y[:200])
+    assert report["n"] == 200 and sum(report["counts"]) == 200 and len(report["counts"]) == 10
+    wrong = round((1 - report["accuracy"]) * 200)  # each misread digit moves one count
+    true_counts = torch.bincount(y[:200], minlength=10)
+    assert (torch.tensor(report["counts"]) - true_counts).abs().sum() <= 2 * wrong
+    assert report["accuracy"] > 0.97 and report["confident"] > 0.95 and report["fd"] < 5
+    unlabelled = metrics.digit_quality(data.to_unit(x[:200]), scale="unit")
+    assert "accuracy" not in unlabelled and unlabelled["fd"] == pytest.approx(report["fd"], rel=1e-4)
+    # the classifier reads pure noise confidently; the Frechet distance is what flags it
+    noise = metrics.digit_quality(torch.rand(200, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1)
+    assert noise["fd"] > 20 * report["fd"], (noise, report)
+    line = metrics.format_quality(report)
+    assert line.startswith("n=200  FD=") and "accuracy=" in line and "confident=" in line
+
+
+@needs_classifier
 def test_tampered_checkpoint_is_refused(tmp_path, monkeypatch):
     copy = tmp_path / metrics.CLASSIFIER_FILE
     shutil.copy(SHIPPED, copy)
