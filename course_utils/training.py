@@ -310,7 +310,8 @@ def train(
     use its own generator (the global RNG is restored around it anyway).
 
     ``amp``: mixed precision on CUDA (``torch.autocast`` in bfloat16 where the GPU has it, else
-    float16 with a ``GradScaler``); ignored on other devices. Several processes (``torchrun``, a
+    float16 with a ``GradScaler``, whose loss scale is saved with each checkpoint and restored on
+    resume); ignored on other devices. Several processes (``torchrun``, a
     process group initialised; ``ddp=False`` opts out): the model is wrapped in PyTorch's
     ``DistributedDataParallel`` so gradients are averaged over the ranks; tensor data is split
     (rank r takes rows r, r + W, ... of every batch), an iterable of batches must give each rank
@@ -358,9 +359,9 @@ def train(
 
     rank, world = _distributed(ddp)
     net = _wrap_ddp(model, device) if world > 1 else model  # forward/backward through DDP; weights stay in model
-    use_amp = amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    use_amp, amp_dtype, scaler = _mixed_precision(amp, device)
+    if checkpoint is not None and scaler.is_enabled() and record.get("grad_scaler"):
+        scaler.load_state_dict(record["grad_scaler"])  # the loss scale it had reached, not the initial 65536
     progress = progress and rank == 0
     writer = _tensorboard(run_dir) if progress else None
     for epoch in range(result.epoch, epochs):
@@ -405,13 +406,21 @@ def train(
             model.train()
         if run_dir is not None and (result.epoch % checkpoint_every == 0 or result.epoch == epochs):
             if rank == 0:
-                _write_checkpoint(run_dir, model, ema, opt, loss_generator, result, base_record)
+                _write_checkpoint(run_dir, model, ema, opt, loss_generator, result, base_record, scaler)
             if world > 1:
                 torch.distributed.barrier()  # no rank runs ahead of the checkpoint it may resume from
     if writer is not None:
         writer.close()
     model.eval()
     return result
+
+
+def _mixed_precision(amp: bool, device: torch.device) -> tuple[bool, torch.dtype, torch.amp.GradScaler]:
+    """(autocast on?, its dtype, the gradient scaler): bfloat16 where the GPU has it (no scaling
+    needed), else float16 with a ``GradScaler``; everything off unless ``amp`` and CUDA."""
+    use_amp = amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    return use_amp, amp_dtype, torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
 
 def _distributed(ddp: bool | None) -> tuple[int, int]:
@@ -458,7 +467,8 @@ def _save_samples(sample_fn, model: nn.Module, epoch: int, run_dir: Path | None)
         matplotlib.pyplot.imsave(tmp, image_grid(images.cpu(), nrow=10), cmap="gray", vmin=0, vmax=1, format="png")
 
 
-def _write_checkpoint(run_dir: Path, model, ema, opt, loss_generator, result: TrainResult, base_record: dict) -> Path:
+def _write_checkpoint(run_dir: Path, model, ema, opt, loss_generator, result: TrainResult, base_record: dict,
+                      scaler: torch.amp.GradScaler | None = None) -> Path:
     tensors = _prefixed("model", model)
     if ema is not None:
         tensors.update(_prefixed("ema", ema))
@@ -474,6 +484,7 @@ def _write_checkpoint(run_dir: Path, model, ema, opt, loss_generator, result: Tr
         losses=result.losses,
         epoch_losses=result.epoch_losses,
         epoch_seconds=result.epoch_seconds,
+        grad_scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
     )
     path = save_checkpoint(run_dir / f"epoch_{result.epoch:04d}.safetensors", tensors, record)
     for old in run_dir.glob("epoch_*.safetensors"):  # keep only the newest checkpoint

@@ -69,6 +69,26 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
+def test_resume_restores_the_gradient_scaler(tmp_path, monkeypatch):
+    # float16 training scales the loss; the scale it has grown to must survive an interruption.
+    # A CPU scaler with fast growth stands in for the CUDA one (autocast stays off: the scaling
+    # is exact in float32, so the losses match too).
+    def mixed_precision(amp, device):
+        return False, torch.float32, torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=2)
+
+    monkeypatch.setattr(training, "_mixed_precision", mixed_precision)
+    data = _data()
+    straight = training.train(_tiny_model(), LOSS, data, epochs=2, run_dir=tmp_path / "straight", **KW)
+    training.train(_tiny_model(), LOSS, data, epochs=1, run_dir=tmp_path / "cut", **KW)
+    first = training.read_record(training.last_checkpoint(tmp_path / "cut"))["grad_scaler"]
+    assert first["scale"] == 2.0**11 and first["_growth_tracker"] == 1  # 3 steps: grown once, one step toward the next
+    resumed = training.train(_tiny_model(seed=99), LOSS, data, epochs=2, run_dir=tmp_path / "cut", **KW)
+    want = training.read_record(training.last_checkpoint(tmp_path / "straight"))["grad_scaler"]
+    got = training.read_record(training.last_checkpoint(tmp_path / "cut"))["grad_scaler"]
+    assert want["scale"] == 2.0**13 and got == want
+    assert resumed.losses == pytest.approx(straight.losses, abs=1e-6)
+
+
 def test_checkpoint_round_trip_and_record(tmp_path):
     model = _tiny_model()
     result = training.train(model, LOSS, _data(), epochs=1, run_dir=tmp_path, **KW)
