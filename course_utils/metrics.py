@@ -200,6 +200,7 @@ def evaluate(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int =
     return correct / len(images)
 
 
+@torch.enable_grad()  # also when called from a no-grad scoring function (a missing checkpoint)
 def train_classifier(
     *,
     epochs: int = CLASSIFIER_RECIPE["epochs"],

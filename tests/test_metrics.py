@@ -172,6 +172,17 @@ def test_digit_quality_report(test_digits):
     assert line.startswith("n=200  FD=") and "accuracy=" in line and "confident=" in line
 
 
+@pytest.mark.skipif(not mnist_available(), reason="MNIST not found")
+def test_classifier_trains_inside_a_no_grad_scoring_call():
+    # scoring runs under no_grad; without a shipped checkpoint it trains the classifier first
+    with torch.no_grad():
+        model, report = metrics.train_classifier(epochs=1, limit=256)  # two optimiser steps
+    config.seed_everything(0)
+    untrained = metrics.MnistClassifier()
+    moved = [not torch.equal(a, b) for a, b in zip(model.state_dict().values(), untrained.state_dict().values())]
+    assert any(moved) and report["train_images"] == 256 and 0.0 <= report["test_accuracy"] <= 1.0
+
+
 @needs_classifier
 def test_tampered_checkpoint_is_refused(tmp_path, monkeypatch):
     copy = tmp_path / metrics.CLASSIFIER_FILE
