@@ -189,6 +189,7 @@ def train_recipe(name: str, *, fast: bool | None = None, epochs: int | None = No
     export its EMA weights (float16) to the checkpoint folder; return the EMA model."""
     fast = config.is_fast() if fast is None else fast
     r = recipe(name).for_fast_mode() if fast else recipe(name)
+    r = replace(r, sha256=None, trained="")  # those describe the shipped file, not the one trained now
     if epochs is not None:
         r = replace(r, epochs=epochs)
     device = device or config.device()

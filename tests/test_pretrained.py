@@ -61,6 +61,17 @@ def test_load_or_train_caches_and_checks_hashes(tiny_cfg, monkeypatch):
         pretrained.load("mnist-cfg")
 
 
+@needs_mnist
+def test_a_retrained_record_does_not_carry_the_shipped_files_hash(tiny_cfg, monkeypatch):
+    shipped = dataclasses.replace(tiny_cfg, unet=tiny_cfg.unet.replace(hidden=4), epochs=1, data_limit=64,
+                                  sha256="ab" * 32, trained="an earlier run")
+    monkeypatch.setitem(pretrained.REGISTRY, "mnist-cfg", shipped)
+    pretrained.train_recipe("mnist-cfg", fast=False, progress=False)
+    record = pretrained.record("mnist-cfg")
+    assert record["recipe"]["sha256"] is None and record["recipe"]["trained"] == ""
+    assert record["sha256"] == files.sha256_file(pretrained.checkpoint_path("mnist-cfg"))
+
+
 def test_missing_checkpoint_says_how_to_train(tmp_course_dirs):
     with pytest.raises(FileNotFoundError, match="python -m course_utils train mnist-fm"):
         pretrained.load("mnist-fm")
