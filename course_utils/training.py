@@ -346,6 +346,7 @@ def train(
     checkpoint = last_checkpoint(run_dir) if run_dir is not None and resume else None
     if checkpoint is not None:
         saved, record = load_checkpoint(checkpoint)
+        _check_same_run(record, base_record, checkpoint)
         model.load_state_dict(_strip("model", saved))
         if ema is not None:
             ema.load_state_dict(_strip("ema", saved) or _strip("model", saved))
@@ -413,6 +414,24 @@ def train(
         writer.close()
     model.eval()
     return result
+
+
+def _check_same_run(record: dict, base_record: dict, checkpoint: Path) -> None:
+    """Resume only the run that wrote ``checkpoint``: the same model and hyper-parameters (only the
+    number of epochs may change). Otherwise a changed cell would silently continue someone else's run."""
+
+    def settings(r: dict) -> dict:
+        hparams = {k: v for k, v in (r.get("hyperparameters") or {}).items() if k != "epochs"}
+        return json.loads(json.dumps(dict(hparams, model=r.get("model_config"))))  # tuples as JSON lists
+
+    then, now = settings(record), settings(base_record)
+    changed = [f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in sorted(then.keys() | now.keys())
+               if then.get(k) != now.get(k)]
+    if changed:
+        raise ValueError(
+            f"{checkpoint.parent} holds a run with other settings ({'; '.join(changed)}): resuming it would "
+            f"mix two runs. Use another run_dir, or delete {checkpoint.parent} (or pass resume=False) to start over."
+        )
 
 
 def _mixed_precision(amp: bool, device: torch.device) -> tuple[bool, torch.dtype, torch.amp.GradScaler]:

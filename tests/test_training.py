@@ -69,6 +69,18 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
+def test_resume_refuses_a_run_with_other_settings(tmp_path):
+    data = _data()
+    training.train(_tiny_model(), LOSS, data, epochs=1, run_dir=tmp_path, **KW)
+    with pytest.raises(ValueError, match=r"other settings \(lr 0.001 -> 0.01\)"):
+        training.train(_tiny_model(), LOSS, data, epochs=2, run_dir=tmp_path, **dict(KW, lr=1e-2))
+    with pytest.raises(ValueError, match="hidden"):
+        training.train(build_unet(UNetConfig.mnist(8, cond="class")), LOSS, data, epochs=2, run_dir=tmp_path, **KW)
+    assert training.read_record(training.last_checkpoint(tmp_path))["epoch"] == 1  # nothing overwritten
+    fresh = training.train(_tiny_model(), LOSS, data, epochs=1, run_dir=tmp_path, resume=False, **dict(KW, lr=1e-2))
+    assert fresh.resumed_from is None and training.read_record(training.last_checkpoint(tmp_path))["hyperparameters"]["lr"] == 1e-2
+
+
 def test_resume_restores_the_gradient_scaler(tmp_path, monkeypatch):
     # float16 training scales the loss; the scale it has grown to must survive an interruption.
     # A CPU scaler with fast growth stands in for the CUDA one (autocast stays off: the scaling
