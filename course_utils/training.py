@@ -27,6 +27,7 @@ import json
 import math
 import platform
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -478,6 +479,10 @@ def _save_samples(sample_fn, model: nn.Module, epoch: int, run_dir: Path | None)
     model.train(was_training)
     if run_dir is None or images is None:
         return
+    if images.numel() and images.min() >= 0:
+        warnings.warn("sample_fn returned images with no negative values: train() saves sample grids "
+                      "from the model's [-1, 1] range, so images already in [0, 1] come out grey and faint; "
+                      "return the sampler's output without data.to_unit", stacklevel=3)
     import matplotlib
 
     from .plotting import image_grid

@@ -138,10 +138,28 @@ def test_sample_grids_and_loaders(tmp_path):
     def sample_fn(model, epoch):
         calls.append(epoch)
         assert not model.training
-        return torch.rand(4, 1, 28, 28)
+        return torch.rand(4, 1, 28, 28) * 2 - 1
 
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
     result = training.train(_tiny_model(), LOSS, loader, epochs=2, sample_fn=sample_fn, sample_every=1,
                             run_dir=tmp_path, **{**KW, "ema_decay": None})
     assert calls == [1, 2] and len(result.losses) == 4 and result.ema is None
     assert (tmp_path / "samples_epoch_0002.png").is_file()
+
+
+def test_sample_grids_map_the_models_range_and_warn_about_unit_images(tmp_path):
+    import matplotlib.pyplot as plt
+
+    x, y = _data(16)
+    digit = -torch.ones(2, 1, 28, 28)  # black background
+    digit[:, :, 10:18, 12:16] = 1.0  # a white stroke
+
+    training.train(_tiny_model(), LOSS, (x, y), epochs=1, sample_fn=lambda m, e: digit, sample_every=1,
+                   run_dir=tmp_path / "signed", **{**KW, "ema_decay": None})
+    png = plt.imread(tmp_path / "signed" / "samples_epoch_0001.png")[..., 0]
+    assert png[2 + 0, 2 + 0] == pytest.approx(0.0, abs=0.01)  # background pixel of the first image: black
+    assert png[2 + 12, 2 + 13] == pytest.approx(1.0, abs=0.01)  # on the stroke: white
+
+    with pytest.warns(UserWarning, match=r"\[0, 1\]"):
+        training.train(_tiny_model(), LOSS, (x, y), epochs=1, sample_fn=lambda m, e: (digit + 1) / 2, sample_every=1,
+                       run_dir=tmp_path / "unit", **{**KW, "ema_decay": None})
