@@ -17,6 +17,15 @@ if "COURSE_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close the figures a test opened, so a worker running many plotting tests does not pile them up."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 @pytest.fixture
 def tmp_course_dirs(tmp_path, monkeypatch):
     """Point checkpoints, caches and figures at a temporary folder for one test."""
