@@ -12,7 +12,9 @@
     python -m course_utils colab [--check]                           (Colab badges and set-up cells)
 
 ``sample`` writes an ``.npz`` with ``images`` (N, 28, 28) float32 in [0, 1] and ``labels`` (N,)
-(balanced class ids for class-conditional models, -1 for unconditional ones).
+(balanced class ids for class-conditional models, -1 for unconditional ones). Image i draws its
+noise from its own seed (:class:`course_utils.noise.PerSample`), so ``--batch`` never changes a
+sample.
 """
 from __future__ import annotations
 
@@ -109,11 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     r = pretrained.recipe(args.name)
     conditional = r.unet.cond == "class"
     labels = pretrained.balanced_labels(args.n) if conditional else torch.full((args.n,), -1)
-    generator = torch.Generator().manual_seed(args.seed)
+    from .noise import PerSample
+
     chunks = []
     with tqdm(total=args.n, desc=f"sampling {args.name}", unit="img", disable=args.no_progress) as bar:
         for start in range(0, args.n, args.batch):
             part = labels[start : start + args.batch]
+            generator = PerSample.from_seed(args.seed, part.numel(), start=start)  # image i: its own seed
             x = pretrained.generate(model, r, part.numel(), steps=args.steps, guidance_scale=args.guidance,
                                     labels=part if conditional else None, generator=generator)
             chunks.append(data.to_unit(x).cpu()[:, 0])  # (b, 28, 28)

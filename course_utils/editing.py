@@ -31,8 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import samplers
-from .schedules import Schedule, randn_like
+from . import filters, predictions, samplers
+from .conditions import per_sample
+from .noise import randn_like
+from .schedules import Schedule
 
 ModelFn = Callable[..., Tensor]
 Sampler = Callable[..., Tensor]
@@ -182,9 +184,8 @@ def inpaint(model_fn: ModelFn, x0: Tensor, known: Tensor, ts: Tensor, *, schedul
             x = sampler(model_fn, x, torch.tensor([t, s]), cond=cond, generator=generator)  # one step t -> s
             x = repaint_project(x, x0, known, s, schedule, generator)
             if u < resample - 1:  # back to t: x_t = (alpha_t / alpha_s) x_s + sigma_{t|s} z
-                a_ts = schedule.alpha(t) / schedule.alpha(s)
-                sigma_ts = (schedule.sigma(t) ** 2 - a_ts**2 * schedule.sigma(s) ** 2).clamp(min=0).sqrt()
-                x = a_ts.to(x) * x + sigma_ts.to(x) * randn_like(x, generator)
+                a_ts, sigma_ts2 = schedule.transition(t, s)
+                x = a_ts.to(x) * x + sigma_ts2.sqrt().to(x) * randn_like(x, generator)
         if trajectory is not None:
             trajectory.append(x)
     return (x, trajectory) if trajectory is not None else x
@@ -202,20 +203,6 @@ def flip_vertical(x: Tensor) -> Tensor:
 def rotate_180(x: Tensor) -> Tensor:
     """Upside down by a half turn (what turning the page does: a 6 becomes a 9)."""
     return torch.flip(x, dims=(-2, -1))
-
-
-def _per_sample(cond, batch: int, device: torch.device):
-    """A class id (int) or one feature vector broadcast to the batch; (B, ...) tensors unchanged."""
-    if cond is None:
-        return None
-    cond = torch.as_tensor(cond, device=device)
-    if cond.dim() == 0:
-        return cond.expand(batch)
-    if cond.dim() == 1 and cond.dtype.is_floating_point:
-        return cond.expand(batch, -1)
-    if cond.shape[0] != batch:
-        raise ValueError(f"a condition for {cond.shape[0]} images was given for a batch of {batch}")
-    return cond
 
 
 def _check_condition(cond, name: str) -> None:
@@ -249,13 +236,13 @@ def anagram(model_fn: ModelFn, cond_a, cond_b, *, view: Callable[[Tensor], Tenso
 
     def anagram_model(x: Tensor, t: Tensor, cond=None) -> Tensor:
         _no_outer_condition(cond, "anagram")
-        a = _per_sample(cond_a, x.shape[0], x.device)
-        b = _per_sample(cond_b, x.shape[0], x.device)
+        a = per_sample(cond_a, x.shape[0], x.device)
+        b = per_sample(cond_b, x.shape[0], x.device)
         out_a = model_fn(x, t, a)  # (B, C, H, W), upright
         out_b = inverse(model_fn(view(x), t, b))  # predicted on the view, mapped back
         return (out_a + out_b) / 2
 
-    return anagram_model
+    return predictions.wraps(anagram_model, model_fn)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,27 +260,9 @@ def hybrid_kernel_size(size: int) -> int:
 
 
 def gaussian_lowpass(x: Tensor, sigma: float, ksize: int | None = None) -> Tensor:
-    """Blur images (B, C, H, W) with a separable Gaussian of std ``sigma`` pixels (reflected edges).
-
-    ``ksize`` (odd) defaults to cover +-3 sigma. Plain torch, so it runs on x's device and dtype.
-    """
-    if x.dim() != 4:
-        raise ValueError(f"expected images (B, C, H, W), got {tuple(x.shape)}")
-    if not sigma > 0 or not math.isfinite(sigma):
-        raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
-    ksize = ksize or 2 * math.ceil(3 * sigma) + 1
-    if ksize < 1 or ksize % 2 == 0:
-        raise ValueError(f"the kernel size must be odd and positive, got {ksize}")
-    pad = ksize // 2
-    if pad >= min(x.shape[-2:]):
-        raise ValueError(f"a kernel of {ksize} pixels is too large for images of {tuple(x.shape[-2:])}")
-    offsets = torch.arange(ksize, device=x.device, dtype=x.dtype) - pad
-    g = torch.exp(-(offsets**2) / (2 * sigma**2))
-    g = g / g.sum()  # (k,)
-    C = x.shape[1]
-    h = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    h = F.conv2d(h, g.reshape(1, 1, 1, ksize).expand(C, 1, 1, ksize), groups=C)  # along width
-    return F.conv2d(h, g.reshape(1, 1, ksize, 1).expand(C, 1, ksize, 1), groups=C)  # along height
+    """The course's one Gaussian blur (:func:`course_utils.filters.gaussian_blur`) under its
+    hybrid-image name: the low-pass of factorized diffusion."""
+    return filters.gaussian_blur(x, sigma, ksize)
 
 
 def hybrid(model_fn: ModelFn, cond_low, cond_high, *, sigma: float | None = None,
@@ -318,8 +287,8 @@ def hybrid(model_fn: ModelFn, cond_low, cond_high, *, sigma: float | None = None
         size = min(x.shape[-2:])
         s = sigma if sigma is not None else hybrid_sigma(size)
         k = ksize if ksize is not None else (hybrid_kernel_size(size) if sigma is None else None)
-        low = model_fn(x, t, _per_sample(cond_low, x.shape[0], x.device))
-        high = model_fn(x, t, _per_sample(cond_high, x.shape[0], x.device))
-        return gaussian_lowpass(low, s, k) + high - gaussian_lowpass(high, s, k)
+        low = model_fn(x, t, per_sample(cond_low, x.shape[0], x.device))
+        high = model_fn(x, t, per_sample(cond_high, x.shape[0], x.device))
+        return filters.gaussian_blur(low, s, k) + filters.highpass(high, s, k)
 
-    return hybrid_model
+    return predictions.wraps(hybrid_model, model_fn)

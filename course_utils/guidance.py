@@ -7,7 +7,7 @@ outputs (epsilon or velocity alike, both are affine in the score):
 
 w = 1 is the conditional model, w = 0 the unconditional one, w > 1 pushes samples towards what
 makes them look like their class. "Unconditional" is the model called with no condition: class id
--1, a row of NaN for feature vectors (:func:`losses.null_condition`), the same input the model saw
+-1, a row of NaN for feature vectors (:func:`conditions.null_condition`), the same input the model saw
 when training dropped the condition.
 
 Negative guidance steers away from a condition as well:
@@ -24,7 +24,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .losses import null_condition
+from . import predictions
+from .conditions import null_condition, per_sample
 
 ModelFn = Callable[..., Tensor]
 
@@ -34,16 +35,6 @@ def _batched(model: ModelFn, x: Tensor, t: Tensor, conds: list[Tensor]) -> list[
     k = len(conds)
     out = model(torch.cat([x] * k), torch.cat([t] * k), torch.cat(conds))
     return list(out.chunk(k))
-
-
-def _per_sample(cond: Tensor | int, batch: int, device: torch.device) -> Tensor:
-    """A class id (int) or a single feature vector (d,) broadcast to the batch; (B, ...) unchanged."""
-    cond = torch.as_tensor(cond, device=device)
-    if cond.dim() == 0:
-        return cond.expand(batch)
-    if cond.dim() == 1 and cond.dtype.is_floating_point:
-        return cond.expand(batch, -1)
-    return cond
 
 
 def cfg(model: ModelFn, scale: float) -> ModelFn:
@@ -58,7 +49,7 @@ def cfg(model: ModelFn, scale: float) -> ModelFn:
         out_uncond, out_cond = _batched(model, x, t, [null_condition(cond), cond])
         return out_uncond + scale * (out_cond - out_uncond)
 
-    return guided
+    return predictions.wraps(guided, model)
 
 
 def negative_guidance(model: ModelFn, scale: float, negative: Tensor | int, negative_scale: float | None = None) -> ModelFn:
@@ -71,7 +62,7 @@ def negative_guidance(model: ModelFn, scale: float, negative: Tensor | int, nega
     w_neg = scale if negative_scale is None else negative_scale
 
     def guided(x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
-        neg = _per_sample(negative, x.shape[0], x.device)
+        neg = per_sample(negative, x.shape[0], x.device)
         null = null_condition(neg)
         if cond is None:
             out_uncond, out_neg = _batched(model, x, t, [null, neg])
@@ -79,4 +70,4 @@ def negative_guidance(model: ModelFn, scale: float, negative: Tensor | int, nega
         out_uncond, out_cond, out_neg = _batched(model, x, t, [null, cond, neg])
         return out_uncond + scale * (out_cond - out_uncond) - w_neg * (out_neg - out_uncond)
 
-    return guided
+    return predictions.wraps(guided, model)

@@ -12,8 +12,9 @@ Configure a loss with keyword arguments and hand it to the training loop as a pa
 - :func:`denoising_loss`: the single-step denoiser of notebook 03, ``x0 + sigma eps -> x0``.
 - :func:`ddpm_loss`: epsilon prediction (Ho et al. 2020, Algorithm 1) at integer steps t = i / T.
 - :func:`flow_matching_loss`: velocity prediction on the straight path (Lipman et al. 2023).
-- :func:`drop_condition`: classifier-free guidance training (Ho & Salimans 2022): with probability
-  p a condition is replaced by "no condition" (class id -1, or a row of NaN for feature vectors).
+- condition dropout for classifier-free guidance (Ho & Salimans 2022) happens inside the DDPM and
+  flow-matching losses, with :func:`course_utils.conditions.drop_condition` (also importable from
+  here): with probability p a condition becomes "no condition" (class id -1, or a NaN row).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import targets
+from .conditions import drop_condition, null_condition  # noqa: F401  (public here too, as before)
 from .schedules import DiscreteSchedule, FlowSchedule, randn_like
 
 Batch = Tensor | tuple | list
@@ -40,31 +42,6 @@ def unpack(batch: Batch) -> tuple[Tensor, Tensor | None]:
 def _rand(n: int, generator: torch.Generator | None, like: Tensor) -> Tensor:
     device = generator.device if generator is not None else like.device
     return torch.rand(n, generator=generator, device=device).to(like.device)
-
-
-def null_condition(cond: Tensor | None) -> Tensor | None:
-    """The "no condition" version of a batch of conditions: ids -> -1, vectors -> NaN rows."""
-    if cond is None:
-        return None
-    if cond.dtype.is_floating_point:
-        return torch.full_like(cond, float("nan"))
-    return torch.full_like(cond, -1)
-
-
-def drop_condition(cond: Tensor | None, p: float, generator: torch.Generator | None = None) -> Tensor | None:
-    """Replace each condition by "no condition" with probability ``p`` (CFG training).
-
-    Class ids (B,) become -1; feature vectors (B, d) become rows of NaN. ``None`` stays ``None``.
-    The random draw happens even for p = 0, so changing p never shifts the rest of a run's noise.
-    """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError("the drop probability p must lie in [0, 1]")
-    if cond is None:
-        return None
-    drop = _rand(cond.shape[0], generator, cond) < p  # (B,)
-    if cond.dtype.is_floating_point:
-        return torch.where(drop[:, None], torch.full_like(cond, float("nan")), cond)
-    return torch.where(drop, torch.full_like(cond, -1), cond)
 
 
 def denoising_loss(
@@ -102,7 +79,7 @@ def ddpm_loss(
     """
     x0, cond = unpack(batch)
     B = x0.shape[0]
-    cond = drop_condition(cond, p_uncond, generator) if cond is not None else None  # CFG dropout
+    cond = drop_condition(cond, p_uncond, generator)  # CFG dropout (None stays None)
     device = generator.device if generator is not None else x0.device
     i = torch.randint(1, schedule.T + 1, (B,), generator=generator, device=device).to(x0.device)
     t = i.float() / schedule.T  # (B,) the integer steps appear only here
@@ -125,7 +102,7 @@ def flow_matching_loss(
     With ``p_uncond > 0`` the conditions are dropped first (classifier-free guidance).
     """
     x0, cond = unpack(batch)
-    cond = drop_condition(cond, p_uncond, generator) if cond is not None else None  # CFG dropout
+    cond = drop_condition(cond, p_uncond, generator)  # CFG dropout (None stays None)
     t = _rand(x0.shape[0], generator, x0)  # (B,)
     eps = randn_like(x0, generator)
     xt = FlowSchedule().add_noise(x0, t, eps)

@@ -152,3 +152,24 @@ def save_figure(name: str, fig=None, *, folder: str | os.PathLike | None = None,
     path = out / f"{name}.png"
     fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     return path
+
+
+def sample_grid_saver(run_dir: str | os.PathLike, nrow: int = 10):
+    """A ``save_samples(images, epoch)`` callback for :func:`course_utils.training.train`: writes
+    the images (in the model's [-1, 1]) as ``run_dir/samples_epoch_NNNN.png``, atomically."""
+    import warnings
+
+    from .files import atomic_path
+
+    run_dir = Path(run_dir)
+
+    def save(images: torch.Tensor, epoch: int) -> None:
+        if images.numel() and images.min() >= 0:
+            warnings.warn("sample_fn returned images with no negative values: sample grids are saved from "
+                          "the model's [-1, 1] range, so images already in [0, 1] come out grey and faint; "
+                          "return the sampler's output without data.to_unit", stacklevel=3)
+        grid = image_grid(images.detach().cpu(), nrow=nrow)
+        with atomic_path(run_dir / f"samples_epoch_{epoch:04d}.png") as tmp:
+            plt.imsave(tmp, grid, cmap="gray", vmin=0, vmax=1, format="png")
+
+    return save

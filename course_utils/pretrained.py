@@ -1,6 +1,6 @@
 """Named course checkpoints: load them if present (hash checked), else train them from their recipe.
 
-Each name has a :class:`Recipe`: the UNet configuration, the objective (DDPM epsilon prediction or
+Each name has a :class:`~course_utils.recipes.Recipe` (the course's one recipe type): the UNet configuration, the objective (DDPM epsilon prediction or
 flow-matching velocity), the schedule, the training hyper-parameters of a full run and the
 smaller sizes of a fast one. The weights live in ``config.checkpoint_dir()`` as
 ``NAME.safetensors`` (float16, EMA weights) beside ``NAME.json`` (the recipe, the loss history,
@@ -18,57 +18,17 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import config, data, guidance, losses, samplers, schedules, training
+from . import checkpoints, config, data, guidance, losses, predictions, samplers, schedules, training
+from .errors import BadRequest
+from .noise import Generator, PerSample, randn
+from .recipes import Recipe
 from .unet import UNetConfig, build_unet
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a named checkpoint is trained and sampled."""
-
-    name: str
-    about: str
-    unet: UNetConfig
-    objective: str  # "ddpm" (epsilon prediction, DDPM schedule) or "flow" (velocity, flow path)
-    schedule: str = "linear"  # DDPM schedules only: "linear" or "cosine"
-    T: int = 1000
-    p_uncond: float = 0.0  # condition dropout for classifier-free guidance
-    epochs: int = 5
-    batch_size: int = 128
-    lr: float = 2e-3
-    lr_schedule: str = "exponential"
-    lr_final_factor: float = 0.1  # exponential decay: lr falls by this factor over the run
-    optimizer: str = "adam"
-    ema_decay: float = 0.999
-    seed: int = 0
-    data_limit: int | None = None  # None: all 60,000 MNIST training digits
-    fast: dict = field(default_factory=dict)  # what fast mode changes: epochs, data_limit, hidden
-    sample_steps: int = 20
-    sha256: str | None = None  # of the shipped NAME.safetensors
-    trained: str = ""  # how the shipped checkpoint was made (time, machine)
-
-    @property
-    def gamma(self) -> float:
-        """Per-epoch factor of the exponential learning-rate decay (ExponentialLR's gamma)."""
-        return self.lr_final_factor ** (1.0 / max(1, self.epochs))
-
-    def for_fast_mode(self) -> "Recipe":
-        """The same recipe with the fast-mode sizes."""
-        changes = dict(self.fast)
-        hidden = changes.pop("hidden", None)
-        unet = self.unet.replace(hidden=hidden) if hidden else self.unet
-        return replace(self, unet=unet, sha256=None, trained="", **changes)
-
-    def to_dict(self) -> dict:
-        values = asdict(self)
-        values["unet"] = self.unet.to_dict()
-        return values
 
 
 REGISTRY: dict[str, Recipe] = {
@@ -124,10 +84,8 @@ def recipe(name: str) -> Recipe:
 
 
 def schedule_of(r: Recipe) -> schedules.Schedule:
-    if r.objective == "flow":
-        return schedules.FlowSchedule()
-    make = {"linear": schedules.linear_schedule, "cosine": schedules.cosine_schedule}[r.schedule]
-    return make(r.T)
+    """The path a recipe's model was trained on (:meth:`Recipe.noise_schedule`)."""
+    return r.noise_schedule()
 
 
 def loss_of(r: Recipe):
@@ -154,26 +112,31 @@ def balanced_labels(n: int) -> torch.Tensor:
 
 @torch.no_grad()
 def generate(model: nn.Module, r: Recipe, n: int, *, steps: int | None = None, guidance_scale: float = 1.0,
-             labels: torch.Tensor | None = None, generator: torch.Generator | None = None,
+             labels: torch.Tensor | None = None, generator: Generator | None = None, seed: int | None = None,
              progress: bool = False) -> torch.Tensor:
     """n images (n, 1, 28, 28) in [-1, 1] from a course model with its own sampler.
 
     DDPM models: ancestral sampling over ``steps`` evenly strided DDPM steps (clipped x0).
     Flow models: Euler over ``time_grid(steps)``; class-conditional ones use classifier-free
     guidance with ``guidance_scale`` and ``labels`` (default: balanced).
+    Randomness: ``generator`` (a ``torch.Generator``, or a :class:`~course_utils.noise.PerSample`
+    with one stream per image), or ``seed``, which gives image i its own stream
+    (``PerSample.from_seed``), so an image does not depend on how many are drawn with it.
     """
     steps = steps or r.sample_steps
     if n < 1 or steps < 1:
-        raise ValueError("need n >= 1 and steps >= 1")
+        raise BadRequest(f"need n >= 1 and steps >= 1, got n={n}, steps={steps}")
+    if generator is None and seed is not None:
+        generator = PerSample.from_seed(seed, n)
     device = next(model.parameters()).device
-    x = torch.randn(n, 1, r.unet.image_size, r.unet.image_size, generator=generator).to(device)
+    x = randn((n, 1, r.unet.image_size, r.unet.image_size), generator, device)
     cond = None
-    model_fn = model
+    model_fn = predictions.with_prediction(model, r.prediction)
     if r.unet.cond == "class":
         cond = (balanced_labels(n) if labels is None else labels).to(device)
-        model_fn = guidance.cfg(model, guidance_scale)
+        model_fn = guidance.cfg(model_fn, guidance_scale)
     if r.objective == "ddpm":
-        ts = torch.round(schedules.time_grid(steps) * r.T) / r.T  # land on DDPM's integer steps
+        ts = schedules.step_times(min(steps, r.T), r.T)  # land on DDPM's integer steps
         return samplers.ddpm(model_fn, x, ts, schedule=schedule_of(r), cond=cond, generator=generator,
                              clip_x0=True, progress=progress)
     return samplers.euler(model_fn, x, schedules.time_grid(steps), cond=cond, progress=progress)
@@ -200,14 +163,15 @@ def train_recipe(name: str, *, fast: bool | None = None, epochs: int | None = No
     run_dir = Path(run_dir) if run_dir else config.repo_root() / "runs" / (f"{name}.fast" if fast else name)
 
     def sample_fn(m: nn.Module, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(1234)
-        return generate(m, r, 20, guidance_scale=3.0, generator=g).cpu()  # [-1, 1], as train() expects
+        return generate(m, r, 20, guidance_scale=3.0, seed=1234).cpu()  # [-1, 1], the model's range
+
+    from .plotting import sample_grid_saver  # the caller plots; the training loop never does
 
     started = time.perf_counter()
     result = training.train(
         model, loss_of(r), train_data, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr,
         lr_schedule=r.lr_schedule, gamma=r.gamma, optimizer=r.optimizer, ema_decay=r.ema_decay, seed=r.seed,
-        run_dir=run_dir, sample_fn=sample_fn, sample_every=1, progress=progress,
+        run_dir=run_dir, sample_fn=sample_fn, sample_every=1, save_samples=sample_grid_saver(run_dir), progress=progress,
         recipe=dict(r.to_dict(), fast=fast),
     )
     seconds = time.perf_counter() - started
@@ -224,10 +188,10 @@ def train_recipe(name: str, *, fast: bool | None = None, epochs: int | None = No
         epoch_seconds=[round(s, 1) for s in result.epoch_seconds],
         train_seconds_total=round(sum(result.epoch_seconds), 1),
         this_call_seconds=round(seconds, 1),
-        machine=training.machine_description(device),
+        machine=checkpoints.machine_description(device),
         losses=[round(v, 5) for v in result.losses],
     )
-    training.export_weights(final, checkpoint_path(name, fast=fast), record, half=True)
+    checkpoints.export_weights(final, checkpoint_path(name, fast=fast), record, half=True)
     return final.eval()
 
 
@@ -246,10 +210,11 @@ def load(name: str, *, fast: bool = False, device: torch.device | None = None) -
         )
     expected = None
     sidecar = path.with_suffix(".json")
-    if r.sha256 and (not sidecar.is_file() or training.read_record(path).get("sha256") == r.sha256):
+    if r.sha256 and (not sidecar.is_file() or checkpoints.read_record(path).get("sha256") == r.sha256):
         expected = r.sha256  # the shipped file: trust the registry, not a file beside it
     model = build_unet(r.unet)
-    training.load_weights(model, path, sha256=expected)
+    checkpoints.load_weights(model, path, sha256=expected)
+    predictions.with_prediction(model, r.prediction)  # samplers check it
     return model.to(device or config.device()).eval()
 
 
@@ -268,4 +233,4 @@ def load_or_train(name: str, *, fast: bool | None = None, progress: bool = True,
 
 def record(name: str, *, fast: bool = False) -> dict:
     """The JSON record of a checkpoint on disk (recipe, losses, training time and machine)."""
-    return training.read_record(checkpoint_path(name, fast=fast))
+    return checkpoints.read_record(checkpoint_path(name, fast=fast))

@@ -10,16 +10,18 @@
 With ``return_trajectory=True`` it returns ``(x, [x_init, x_1, ..., x])``. Guidance, masks and
 views are wrappers around ``model_fn``, never sampler flags.
 
-What the model predicts is part of the sampler's contract:
+What the model predicts is part of the sampler's contract (:mod:`course_utils.predictions`):
 
-- :func:`ddpm` and :func:`ddim` take an **epsilon** model and the ``schedule`` it was trained on
-  (any ``alpha(t), sigma(t)`` path, so DDIM also runs on the flow path);
-- :func:`euler` and :func:`heun` take a **velocity** model on the flow path (alpha = 1 - t,
-  sigma = t): dx/dt = u(x, t).
+- :func:`ddpm` and :func:`ddim` step with the estimates (x0_hat, eps_hat), which any kind of
+  model gives on the ``schedule`` it was trained on (epsilon, x0 or v; a velocity model on the
+  flow path), so DDIM also runs on a flow-matching model;
+- :func:`euler` and :func:`heun` integrate a **velocity** model on the flow path (alpha = 1 - t,
+  sigma = t): dx/dt = u(x, t). :func:`predictions.as_flow_velocity` moves any other model there.
 
-:func:`eps_from_velocity_model` and :func:`velocity_from_eps_model` convert between the two on
-the flow path. Symbols: for a step from t to s < t, ``alpha_t, sigma_t, alpha_s, sigma_s`` are
-the schedule's coefficients, ``x0_hat`` and ``eps_hat`` the model's estimates.
+A model that records another kind (``model.prediction``) is refused, with the conversion to use.
+Symbols: for a step from t to s < t, ``alpha_t, sigma_t, alpha_s, sigma_s`` are the schedule's
+coefficients, ``x0_hat`` and ``eps_hat`` the model's estimates. Noise comes from ``generator``:
+a ``torch.Generator``, or a :class:`course_utils.noise.PerSample` (one stream per image).
 """
 from __future__ import annotations
 
@@ -28,8 +30,9 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from . import targets
-from .schedules import Schedule, randn_like
+from . import predictions, targets
+from .noise import Generator, randn_like
+from .schedules import FlowSchedule, Schedule
 
 ModelFn = Callable[..., Tensor]
 
@@ -60,50 +63,40 @@ def _finish(x: Tensor, trajectory: list[Tensor] | None):
 
 
 def predict_x0(model_fn: ModelFn, x: Tensor, t: float, schedule: Schedule, *, cond=None, clip_x0: bool = False) -> tuple[Tensor, Tensor]:
-    """One call of an epsilon model: ``(x0_hat, eps_hat)``; with ``clip_x0`` x0_hat is clipped to
-    [-1, 1] and eps_hat recomputed from it, so the two stay consistent."""
-    alpha_t, sigma_t = _coefs(schedule, t, x)
-    eps_hat = model_fn(x, _time(t, x), cond)
-    x0_hat = targets.x0_from_eps(x, eps_hat, alpha_t, sigma_t)
-    if clip_x0:
-        x0_hat = x0_hat.clamp(-1.0, 1.0)
-        eps_hat = targets.eps_from_x0(x, x0_hat, alpha_t, sigma_t)
-    return x0_hat, eps_hat
+    """One model call at time t: ``(x0_hat, eps_hat)`` (:func:`predictions.denoise`; an epsilon
+    model unless the model records another kind). With ``clip_x0`` x0_hat is clipped to [-1, 1]
+    and eps_hat recomputed from it, so the two stay consistent."""
+    return predictions.denoise(model_fn, x, _time(t, x), schedule, cond, clip_x0=clip_x0)
 
 
 def posterior_variance(schedule: Schedule, t: float, s: float) -> Tensor:
-    """Variance of q(x_s | x_t, x0) for s < t: (sigma_s / sigma_t)^2 * sigma_{t|s}^2,
-    with sigma_{t|s}^2 = sigma_t^2 - (alpha_t / alpha_s)^2 sigma_s^2 (Ho et al. eq. 7, any pair of times)."""
-    alpha_t, sigma_t = _coefs(schedule, t, torch.zeros(()))
-    alpha_s, sigma_s = _coefs(schedule, s, torch.zeros(()))
-    sigma_ts2 = sigma_t**2 - (alpha_t / alpha_s) ** 2 * sigma_s**2
-    return (sigma_s / sigma_t) ** 2 * sigma_ts2.clamp(min=0.0)
+    """Variance of q(x_s | x_t, x0) for s < t (:meth:`Schedule.posterior_variance`)."""
+    return schedule.posterior_variance(torch.tensor(t, dtype=torch.float32), torch.tensor(s, dtype=torch.float32))
 
 
 @torch.no_grad()
 def ddpm_step(model_fn: ModelFn, x: Tensor, t: float, s: float, schedule: Schedule, *, cond=None,
-              generator: torch.Generator | None = None, clip_x0: bool = False) -> Tensor:
+              generator: Generator | None = None, clip_x0: bool = False) -> Tensor:
     """One ancestral step x_t -> x_s: a draw from the posterior q(x_s | x_t, x0 = x0_hat).
 
     Ho et al. 2020, eq. 6-7 written for any pair of times s < t (so strided grids work):
     mean = alpha_s sigma_{t|s}^2 / sigma_t^2 * x0_hat + alpha_{t|s} sigma_s^2 / sigma_t^2 * x_t,
-    alpha_{t|s} = alpha_t / alpha_s; no noise is added on the step to s = 0.
+    alpha_{t|s} = alpha_t / alpha_s (:meth:`Schedule.posterior_mean_coefs`); no noise is added on
+    the step to s = 0.
     """
-    alpha_t, sigma_t = _coefs(schedule, t, x)
-    alpha_s, sigma_s = _coefs(schedule, s, x)
+    tt, ss = torch.tensor(t, dtype=torch.float32), torch.tensor(s, dtype=torch.float32)
     x0_hat, _ = predict_x0(model_fn, x, t, schedule, cond=cond, clip_x0=clip_x0)
-    alpha_ts = alpha_t / alpha_s
-    sigma_ts2 = sigma_t**2 - alpha_ts**2 * sigma_s**2
-    mean = alpha_s * sigma_ts2 / sigma_t**2 * x0_hat + alpha_ts * sigma_s**2 / sigma_t**2 * x  # eq. 7
+    a, b = (c.to(x.device, x.dtype) for c in schedule.posterior_mean_coefs(tt, ss))
+    mean = a * x0_hat + b * x  # eq. 7
     if s <= 0:
         return mean
-    var = posterior_variance(schedule, t, s).to(x.device, x.dtype)
+    var = schedule.posterior_variance(tt, ss).to(x.device, x.dtype)
     return mean + var.sqrt() * randn_like(x, generator)
 
 
 @torch.no_grad()
 def ddpm(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, schedule: Schedule, cond=None,
-         generator: torch.Generator | None = None, return_trajectory: bool = False, progress: bool = False,
+         generator: Generator | None = None, return_trajectory: bool = False, progress: bool = False,
          clip_x0: bool = False):
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) over the grid ``ts`` with an epsilon model."""
     x = x_init
@@ -117,7 +110,7 @@ def ddpm(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, schedule: Schedule, c
 
 @torch.no_grad()
 def ddim_step(model_fn: ModelFn, x: Tensor, t: float, s: float, schedule: Schedule, *, cond=None,
-              eta: float = 0.0, generator: torch.Generator | None = None, clip_x0: bool = False) -> Tensor:
+              eta: float = 0.0, generator: Generator | None = None, clip_x0: bool = False) -> Tensor:
     """One DDIM step x_t -> x_s (Song et al. 2021, eq. 12):
 
     x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z,   c = eta * sqrt(posterior variance).
@@ -135,7 +128,7 @@ def ddim_step(model_fn: ModelFn, x: Tensor, t: float, s: float, schedule: Schedu
 
 @torch.no_grad()
 def ddim(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, schedule: Schedule, eta: float = 0.0, cond=None,
-         generator: torch.Generator | None = None, return_trajectory: bool = False, progress: bool = False,
+         generator: Generator | None = None, return_trajectory: bool = False, progress: bool = False,
          clip_x0: bool = False):
     """DDIM sampling (Song et al. 2021) over ``ts`` with an epsilon model; ``eta`` in [0, 1]."""
     if eta < 0:
@@ -156,12 +149,13 @@ def euler_step(model_fn: ModelFn, x: Tensor, t: float, s: float, *, cond=None) -
 
 
 @torch.no_grad()
-def euler(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, cond=None, generator: torch.Generator | None = None,
+def euler(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, cond=None, generator: Generator | None = None,
           return_trajectory: bool = False, progress: bool = False):
     """Euler's method on the flow-matching ODE dx/dt = u(x, t) from t = ts[0] to ts[-1] (velocity model).
 
     Deterministic: ``generator`` is accepted for the common signature and not used.
     """
+    _require_velocity(model_fn, "Euler")
     x = x_init
     trajectory = [x_init] if return_trajectory else None
     for t, s in _steps(ts, progress, "Euler"):
@@ -184,9 +178,10 @@ def heun_step(model_fn: ModelFn, x: Tensor, t: float, s: float, *, cond=None) ->
 
 
 @torch.no_grad()
-def heun(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, cond=None, generator: torch.Generator | None = None,
+def heun(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, cond=None, generator: Generator | None = None,
          return_trajectory: bool = False, progress: bool = False):
     """Heun's second-order method on dx/dt = u(x, t) (velocity model); 2 model calls per step but the last."""
+    _require_velocity(model_fn, "Heun")
     x = x_init
     trajectory = [x_init] if return_trajectory else None
     for t, s in _steps(ts, progress, "Heun"):
@@ -196,23 +191,20 @@ def heun(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, cond=None, generator:
     return _finish(x, trajectory)
 
 
+def _require_velocity(model_fn: ModelFn, name: str) -> None:
+    predictions.require(model_fn, ("velocity",), name,
+                        "wrap it with predictions.as_flow_velocity(model, schedule) first")
+
+
 def eps_from_velocity_model(model_fn: ModelFn) -> ModelFn:
     """Wrap a velocity model (flow path) as an epsilon model: eps_hat = x + (1 - t) u_hat.
 
     Use it with ``ddim(..., schedule=FlowSchedule())``; DDIM with eta = 0 on the flow path is
-    then exactly Euler's method.
+    then exactly Euler's method. (:func:`predictions.convert` does this for every kind.)
     """
-
-    def eps_model(x: Tensor, t: Tensor, cond=None) -> Tensor:
-        return targets.eps_from_velocity(x, model_fn(x, t, cond), targets.coef(t, x))
-
-    return eps_model
+    return predictions.convert(model_fn, "eps", FlowSchedule(), source="velocity")
 
 
 def velocity_from_eps_model(model_fn: ModelFn) -> ModelFn:
     """Wrap an epsilon model trained on the flow path as a velocity model: u_hat = (eps_hat - x) / (1 - t)."""
-
-    def velocity_model(x: Tensor, t: Tensor, cond=None) -> Tensor:
-        return targets.velocity_from_eps(x, model_fn(x, t, cond), targets.coef(t, x))
-
-    return velocity_model
+    return predictions.convert(model_fn, "velocity", FlowSchedule(), source="eps")

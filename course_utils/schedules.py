@@ -23,22 +23,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .noise import randn_like  # noqa: F401  (the course's noise draw, importable from here as before)
+from .targets import coef
+
 
 def _as_time(t: Tensor | float, like: Tensor | None = None) -> Tensor:
     if not torch.is_tensor(t):
         t = torch.tensor(float(t), dtype=torch.float32, device=None if like is None else like.device)
     return t.float()
-
-
-def randn_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Standard normal noise shaped like x, drawn from ``generator`` (on its device), moved to x's."""
-    device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
-
-
-def _broadcast(coef: Tensor, x: Tensor) -> Tensor:
-    """(B,) or () coefficients -> shape that multiplies (B, C, H, W) images."""
-    return coef.reshape(coef.shape + (1,) * (x.dim() - coef.dim())).to(x.dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,7 +59,50 @@ class Schedule:
     def add_noise(self, x0: Tensor, t: Tensor | float, eps: Tensor) -> Tensor:
         """Forward process: xt = alpha(t) x0 + sigma(t) eps (t is (B,) or a scalar)."""
         t = _as_time(t, x0)
-        return _broadcast(self.alpha(t), x0) * x0 + _broadcast(self.sigma(t), x0) * eps
+        return coef(self.alpha(t), x0) * x0 + coef(self.sigma(t), x0) * eps
+
+    def transition(self, t: Tensor | float, s: Tensor | float) -> tuple[Tensor, Tensor]:
+        """The step-to-step coefficients from time s to a later time t > s:
+
+        x_t = alpha_{t|s} x_s + sigma_{t|s} z,  alpha_{t|s} = alpha_t / alpha_s,
+        sigma_{t|s}^2 = sigma_t^2 - alpha_{t|s}^2 sigma_s^2   (Kingma et al. 2021, eq. 21-22).
+
+        Returns ``(alpha_ts, sigma_ts2)``, the variance clamped at 0 against rounding.
+        """
+        alpha_ts = self.alpha(t) / self.alpha(s)
+        sigma_ts2 = (self.sigma(t) ** 2 - alpha_ts**2 * self.sigma(s) ** 2).clamp(min=0.0)
+        return alpha_ts, sigma_ts2
+
+    def posterior_mean_coefs(self, t: Tensor | float, s: Tensor | float) -> tuple[Tensor, Tensor]:
+        """q(x_s | x_t, x0) has mean ``a * x0 + b * x_t`` (Ho et al. 2020, eq. 7, for any s < t):
+
+        a = alpha_s sigma_{t|s}^2 / sigma_t^2,   b = alpha_{t|s} sigma_s^2 / sigma_t^2.
+        """
+        alpha_ts, sigma_ts2 = self.transition(t, s)
+        sigma_t2 = self.sigma(t) ** 2
+        return self.alpha(s) * sigma_ts2 / sigma_t2, alpha_ts * self.sigma(s) ** 2 / sigma_t2
+
+    def posterior_variance(self, t: Tensor | float, s: Tensor | float) -> Tensor:
+        """Variance of q(x_s | x_t, x0) for s < t: (sigma_s / sigma_t)^2 sigma_{t|s}^2 (Ho et al. eq. 7)."""
+        _, sigma_ts2 = self.transition(t, s)
+        return (self.sigma(s) / self.sigma(t)) ** 2 * sigma_ts2
+
+    def flow_time(self, t: Tensor | float) -> Tensor:
+        """The time on the straight flow path with the same signal-to-noise ratio:
+        tau = sigma / (alpha + sigma). Rescaling x by 1 / (alpha + sigma) maps this path onto it."""
+        alpha, sigma = self.alpha(t), self.sigma(t)
+        return sigma / (alpha + sigma)
+
+    def time_at_flow_time(self, tau: Tensor | float, iterations: int = 50) -> Tensor:
+        """Invert :meth:`flow_time` by bisection (it rises monotonically from 0 at t = 0):
+        the t of this schedule whose noise level matches flow time ``tau``; clamped to [0, 1]."""
+        tau = _as_time(tau).double()
+        lo, hi = torch.zeros_like(tau), torch.ones_like(tau)
+        for _ in range(iterations):
+            mid = (lo + hi) / 2
+            below = self.flow_time(mid.float()).double() < tau
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        return ((lo + hi) / 2).float()
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,6 +129,10 @@ class DiscreteSchedule(Schedule):
             raise ValueError("t must lie in [0, 1]")
         log_ab = torch.log(self.alpha_bars.double()).to(t.device)
         pos = t.double() * self.T
+        nearest = pos.round()
+        # t = i / T arrives rounded to float32 (i / T * T is then off by up to ~1e-4 steps): snap it
+        # onto step i, so alpha_bar(i / T) is the table's value exactly.
+        pos = torch.where((pos - nearest).abs() < 1e-3, nearest, pos)
         lo = pos.floor().clamp(max=self.T - 1).long()
         frac = pos - lo
         value = torch.exp(log_ab[lo] * (1 - frac) + log_ab[lo + 1] * frac)  # log-linear between steps
@@ -154,6 +193,14 @@ def time_grid(n: int, t_start: float = 1.0, t_end: float = 0.0) -> Tensor:
     if n < 1:
         raise ValueError("a time grid needs at least one step")
     return torch.linspace(t_start, t_end, n + 1)
+
+
+def step_times(steps: int, T: int = 1000) -> Tensor:
+    """``time_grid(steps)`` snapped onto DDPM's integer steps i / T (a model trained on integer
+    steps is asked about them only); consecutive duplicates are impossible for steps <= T."""
+    if not 1 <= steps <= T:
+        raise ValueError(f"need 1 <= steps <= T = {T}, got {steps}")
+    return torch.round(time_grid(steps) * T) / T
 
 
 def step_grid(T: int = 1000, start: int = 990, stride: int = 30) -> Tensor:

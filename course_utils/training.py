@@ -10,37 +10,39 @@ Reproducibility: the order of the data in epoch e is a pure function of (seed, e
 seeded with ``seed``, and a checkpoint stores that generator's state and torch's global one.
 A run resumed from a checkpoint therefore produces the same losses as one that never stopped.
 
-Checkpoints are two files written atomically in ``run_dir``:
-
-- ``epoch_NNNN.safetensors``: tensors only, ``model.*``, ``ema.*``, ``optim.<i>.<key>`` (the
-  optimiser state flattened to tensors) and ``rng.*``;
-- ``epoch_NNNN.json``: the recipe (model config, hyper-parameters, seed, data description), the
-  epoch and step, the loss history, timings, and the SHA-256 of the tensor file.
-
-Loading checks the hash first: a changed tensor file fails with :class:`CheckpointError`.
-Tensors are read with safetensors only; nothing is ever unpickled.
+Checkpoints (``run_dir/epoch_NNNN.safetensors`` + ``.json``) use the course's one format,
+:mod:`course_utils.checkpoints`; its functions stay importable from here. The loop never plots:
+``sample_fn`` draws images during training and ``save_samples`` (for example
+:func:`course_utils.plotting.sample_grid_saver`) stores them.
 """
 from __future__ import annotations
 
 import copy
 import json
 import math
-import platform
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .files import atomic_path, atomic_write, sha256_file
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete or does not match its recorded hash."""
+# the checkpoint format lives in checkpoints.py; these names stay importable from here
+from .checkpoints import (  # noqa: F401
+    CheckpointError,
+    export_weights,
+    flatten_optimizer,
+    last_checkpoint,
+    load_checkpoint,
+    load_weights,
+    machine_description,
+    prefixed,
+    read_record,
+    save_checkpoint,
+    strip_prefix,
+    unflatten_optimizer,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,111 +107,6 @@ def _describe(data) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list[dict]]:
-    """Optimiser state -> flat tensors ``optim.<param index>.<key>`` and JSON-able param groups."""
-    state = optimizer.state_dict()
-    tensors = {}
-    for index, values in state["state"].items():
-        for key, value in values.items():
-            tensors[f"optim.{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in g.items()} for g in state["param_groups"]]
-    return tensors, groups
-
-
-def _unflatten_optimizer(tensors: dict[str, Tensor], groups: list[dict]) -> dict:
-    state: dict[int, dict[str, Tensor]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optim."):
-            _, index, key = name.split(".", 2)
-            state.setdefault(int(index), {})[key] = value
-    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in groups]
-    return {"state": state, "param_groups": groups}
-
-
-def save_checkpoint(path: str | Path, tensors: dict[str, Tensor], record: dict) -> Path:
-    """Write ``path`` (.safetensors) and its ``.json`` record atomically; the record gets the hash."""
-    path = Path(path)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
-    record = dict(record, file=path.name, sha256=sha256_file(path))
-    atomic_write(path.with_suffix(".json"), json.dumps(record, indent=1))
-    return path
-
-
-def read_record(path: str | Path) -> dict:
-    """The JSON record beside a checkpoint file."""
-    sidecar = Path(path).with_suffix(".json")
-    if not sidecar.is_file():
-        raise CheckpointError(f"{sidecar} is missing: cannot verify {Path(path).name}")
-    return json.loads(sidecar.read_text())
-
-
-def load_checkpoint(path: str | Path, *, sha256: str | None = None) -> tuple[dict[str, Tensor], dict]:
-    """Read a checkpoint's tensors and record after checking its SHA-256.
-
-    The expected hash is ``sha256`` if given (e.g. from the course registry), else the one in the
-    JSON record. A mismatch raises :class:`CheckpointError`; nothing is unpickled.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
-    record = read_record(path) if path.with_suffix(".json").is_file() or sha256 is None else {}
-    expected = sha256 or record.get("sha256")
-    actual = sha256_file(path)
-    if expected != actual:
-        raise CheckpointError(
-            f"checkpoint {path} does not match its recorded SHA-256 (expected {expected}, found {actual}): "
-            "the file was changed or only partly written. Delete it to retrain, or restore the original."
-        )
-    return load_file(str(path)), record
-
-
-def last_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest ``epoch_NNNN.safetensors`` in ``run_dir`` that has its JSON record, or None."""
-    run_dir = Path(run_dir)
-    found = sorted(p for p in run_dir.glob("epoch_*.safetensors") if p.with_suffix(".json").is_file())
-    return found[-1] if found else None
-
-
-def _prefixed(prefix: str, module: nn.Module) -> dict[str, Tensor]:
-    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
-
-
-def _strip(prefix: str, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    n = len(prefix) + 1
-    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-
-
-def load_weights(model: nn.Module, path: str | Path, *, ema: bool = True, sha256: str | None = None) -> dict:
-    """Load weights from a training checkpoint or an exported file into ``model``; return the record.
-
-    Takes the EMA weights when present and ``ema`` is True, else the raw model weights; tensors are
-    cast to the model's dtype (exported course checkpoints are stored in float16).
-    """
-    tensors, record = load_checkpoint(path, sha256=sha256)
-    prefix = "ema" if ema and any(k.startswith("ema.") for k in tensors) else "model"
-    weights = _strip(prefix, tensors)
-    if not weights:
-        raise CheckpointError(f"{path} holds no '{prefix}.*' tensors")
-    reference = model.state_dict()
-    weights = {k: v.to(reference[k].dtype) if k in reference else v for k, v in weights.items()}
-    model.load_state_dict(weights)
-    return record
-
-
-def export_weights(model: nn.Module, path: str | Path, record: dict, *, half: bool = True) -> Path:
-    """Save only the weights (``model.*``, float16 by default) with a JSON record: a shipped checkpoint."""
-    tensors = {}
-    for k, v in model.state_dict().items():
-        tensors[f"model.{k}"] = v.half() if half and v.is_floating_point() else v
-    return save_checkpoint(path, tensors, record)
-
-
-# ---------------------------------------------------------------------------------------------
 # The loop
 
 
@@ -241,29 +138,22 @@ def _make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.
     raise ValueError(f"optimizer must be 'adam' or 'adamw', not {name!r}")
 
 
-def lr_at(epoch: int, lr: float, lr_schedule: str, gamma: float | None) -> float:
-    """Learning rate of an epoch: constant, or exponential decay lr * gamma^epoch (ExponentialLR)."""
+LR_SCHEDULES = ("constant", "exponential", "cosine")
+
+
+def lr_at(epoch: int, lr: float, lr_schedule: str, gamma: float | None, *, progress: float = 0.0) -> float:
+    """Learning rate: constant; exponential decay lr * gamma^epoch (ExponentialLR, per epoch); or
+    cosine decay lr * (1 + cos(pi * progress)) / 2 with ``progress`` = step / total steps
+    (CosineAnnealingLR to 0, per step)."""
     if lr_schedule == "constant":
         return lr
+    if lr_schedule == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
     if lr_schedule == "exponential":
         if gamma is None or not 0 < gamma <= 1:
             raise ValueError("an exponential schedule needs 0 < gamma <= 1")
         return lr * gamma**epoch
-    raise ValueError(f"lr_schedule must be 'constant' or 'exponential', not {lr_schedule!r}")
-
-
-def machine_description(device: torch.device | str = "cpu") -> str:
-    """Where a run happened, for the record: CPU, cores and threads used, torch version, device."""
-    import os
-
-    cpu = platform.processor() or platform.machine()
-    try:  # Linux names the CPU model here
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{platform.system()} {cpu}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch thread(s), "
-            f"torch {torch.__version__}, device {device}")
+    raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {lr_schedule!r}")
 
 
 def _tensorboard(run_dir: Path | None):
@@ -295,6 +185,7 @@ def train(
     resume: bool = True,
     sample_fn: Callable[[nn.Module, int], Tensor] | None = None,
     sample_every: int | None = None,
+    save_samples: Callable[[Tensor, int], None] | None = None,
     progress: bool = True,
     recipe: dict | None = None,
     amp: bool = False,
@@ -307,8 +198,10 @@ def train(
     it reproduces the run only if its order is seeded). With ``run_dir``, a checkpoint is written
     every ``checkpoint_every`` epochs and, if ``resume``, training continues from the newest one.
     ``sample_fn(model, epoch) -> images`` in [-1, 1] (given the EMA model when there is one) is called every
-    ``sample_every`` epochs and its images saved as ``run_dir/samples_epoch_NNNN.png``; it should
-    use its own generator (the global RNG is restored around it anyway).
+    ``sample_every`` epochs, and its images are handed to ``save_samples(images, epoch)``
+    (``plotting.sample_grid_saver(run_dir)`` writes ``run_dir/samples_epoch_NNNN.png``); it should
+    use its own generator (the global RNG is restored around it anyway). ``lr_schedule``: one of
+    :data:`LR_SCHEDULES` (``"cosine"`` is applied per step; it needs tensor data or a sized iterable).
 
     ``amp``: mixed precision on CUDA (``torch.autocast`` in bfloat16 where the GPU has it, else
     float16 with a ``GradScaler``, whose loss scale is saved with each checkpoint and restored on
@@ -348,10 +241,10 @@ def train(
     if checkpoint is not None:
         saved, record = load_checkpoint(checkpoint)
         _check_same_run(record, base_record, checkpoint)
-        model.load_state_dict(_strip("model", saved))
+        model.load_state_dict(strip_prefix("model", saved))
         if ema is not None:
-            ema.load_state_dict(_strip("ema", saved) or _strip("model", saved))
-        opt.load_state_dict(_unflatten_optimizer(saved, record["optimizer_param_groups"]))
+            ema.load_state_dict(strip_prefix("ema", saved) or strip_prefix("model", saved))
+        opt.load_state_dict(unflatten_optimizer(saved, record["optimizer_param_groups"]))
         loss_generator.set_state(saved["rng.loss"])
         torch.set_rng_state(saved["rng.torch"])
         result.losses, result.epoch_losses = record["losses"], record["epoch_losses"]
@@ -366,13 +259,17 @@ def train(
         scaler.load_state_dict(record["grad_scaler"])  # the loss scale it had reached, not the initial 65536
     progress = progress and rank == 0
     writer = _tensorboard(run_dir) if progress else None
+    per_epoch = math.ceil(tensors[0].shape[0] / batch_size) if tensors is not None else (
+        len(data) if hasattr(data, "__len__") else None)
+    if lr_schedule == "cosine" and per_epoch is None:
+        raise ValueError("a cosine learning-rate schedule needs data of known length (tensors or a sized iterable)")
     for epoch in range(result.epoch, epochs):
         for group in opt.param_groups:
             group["lr"] = lr_at(epoch, lr, lr_schedule, gamma)
         model.train()
         started = time.perf_counter()
         epoch_batches = batches(tensors, batch_size, seed, epoch) if tensors is not None else data
-        total = math.ceil(tensors[0].shape[0] / batch_size) if tensors is not None else None
+        total = per_epoch
         bar = tqdm(epoch_batches, total=total, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
         running = []
         for batch in bar:
@@ -381,6 +278,9 @@ def train(
                 if batch[0].shape[0] < world:  # too small to split: every rank skips it alike
                     continue
                 batch = tuple(b[rank::world] for b in batch)
+            if lr_schedule == "cosine":  # per step, from the step count (so a resumed run continues it)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(epoch, lr, lr_schedule, gamma, progress=result.step / (epochs * per_epoch))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 loss = loss_fn(net, batch, generator=loss_generator)
             opt.zero_grad(set_to_none=True)
@@ -404,7 +304,7 @@ def train(
             print(f"epoch {result.epoch}/{epochs}: loss {result.epoch_losses[-1]:.4f} "
                   f"({result.epoch_seconds[-1]:.0f} s, lr {opt.param_groups[0]['lr']:.2e})")
         if sample_fn is not None and sample_every and result.epoch % sample_every == 0 and rank == 0:
-            _save_samples(sample_fn, result.final_model, result.epoch, run_dir)
+            _draw_samples(sample_fn, save_samples, result.final_model, result.epoch)
             model.train()
         if run_dir is not None and (result.epoch % checkpoint_every == 0 or result.epoch == epochs):
             if rank == 0:
@@ -443,16 +343,27 @@ def _mixed_precision(amp: bool, device: torch.device) -> tuple[bool, torch.dtype
     return use_amp, amp_dtype, torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
 
-def _distributed(ddp: bool | None) -> tuple[int, int]:
-    """(rank, world size): (0, 1) unless a process group is initialised (torchrun) and ddp is not False."""
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) unless a process group is initialised (torchrun)."""
     import torch.distributed as dist
 
-    active = dist.is_available() and dist.is_initialized()
-    if ddp and not active:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _distributed(ddp: bool | None) -> tuple[int, int]:
+    """(rank, world size): (0, 1) unless a process group is initialised (torchrun) and ddp is not False."""
+    rank, world = rank_and_world()
+    if ddp and world == 1 and not _initialised():
         raise RuntimeError("ddp=True needs torch.distributed.init_process_group() first (run under torchrun)")
-    if ddp is False or not active:
-        return 0, 1
-    return dist.get_rank(), dist.get_world_size()
+    return (0, 1) if ddp is False else (rank, world)
+
+
+def _initialised() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
 
 
 def _wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
@@ -471,32 +382,22 @@ def _mean_over_ranks(loss: Tensor, world: int) -> float:
     return loss.item()
 
 
-def _save_samples(sample_fn, model: nn.Module, epoch: int, run_dir: Path | None) -> None:
+def _draw_samples(sample_fn, save_samples, model: nn.Module, epoch: int) -> None:
     was_training = model.training
     model.eval()
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         images = sample_fn(model, epoch)
     model.train(was_training)
-    if run_dir is None or images is None:
-        return
-    if images.numel() and images.min() >= 0:
-        warnings.warn("sample_fn returned images with no negative values: train() saves sample grids "
-                      "from the model's [-1, 1] range, so images already in [0, 1] come out grey and faint; "
-                      "return the sampler's output without data.to_unit", stacklevel=3)
-    import matplotlib
-
-    from .plotting import image_grid
-
-    with atomic_path(run_dir / f"samples_epoch_{epoch:04d}.png") as tmp:
-        matplotlib.pyplot.imsave(tmp, image_grid(images.cpu(), nrow=10), cmap="gray", vmin=0, vmax=1, format="png")
+    if save_samples is not None and images is not None:
+        save_samples(images, epoch)
 
 
 def _write_checkpoint(run_dir: Path, model, ema, opt, loss_generator, result: TrainResult, base_record: dict,
                       scaler: torch.amp.GradScaler | None = None) -> Path:
-    tensors = _prefixed("model", model)
+    tensors = prefixed("model", model)
     if ema is not None:
-        tensors.update(_prefixed("ema", ema))
-    optim_tensors, groups = _flatten_optimizer(opt)
+        tensors.update(prefixed("ema", ema))
+    optim_tensors, groups = flatten_optimizer(opt)
     tensors.update(optim_tensors)
     tensors["rng.loss"] = loss_generator.get_state()
     tensors["rng.torch"] = torch.get_rng_state()

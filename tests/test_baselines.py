@@ -33,9 +33,19 @@ def test_blur_input_checks_and_identity():
         baselines.gaussian_blur(x, 1.0, ksize=4)
 
 
+def test_blur_is_the_course_one_and_psnr_the_metrics_one():
+    from course_utils import editing, filters, metrics
+
+    assert baselines.gaussian_blur is filters.gaussian_blur  # one blur: the baseline and hybrid images share it
+    x = torch.randn(2, 1, 12, 12, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(editing.gaussian_lowpass(x, 1.5), filters.gaussian_blur(x, 1.5))
+    y = x + 0.1
+    assert baselines.mse_psnr(x, y) == metrics.psnr(x, y, data_range=2.0)  # one PSNR, range 2 for [-1, 1]
+
+
 def test_psnr_and_best_blur_beats_noisy_input():
-    assert baselines.mse_psnr(torch.zeros(4), torch.zeros(4)) == float("inf")
-    assert baselines.mse_psnr(torch.zeros(4), torch.full((4,), 0.2)) == pytest.approx(10 * np.log10(4 / 0.04))
+    assert baselines.mse_psnr(torch.zeros(1, 2, 2), torch.zeros(1, 2, 2)) == float("inf")
+    assert baselines.mse_psnr(torch.zeros(1, 2, 2), torch.full((1, 2, 2), 0.2)) == pytest.approx(10 * np.log10(4 / 0.04))
     g = torch.Generator().manual_seed(1)
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
     clean = (xx**2 + yy**2 < 0.5).float()[None, None] * 2 - 1

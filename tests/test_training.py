@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils import losses, schedules, training
+from course_utils import losses, plotting, schedules, training
 from course_utils.unet import UNetConfig, build_unet
 
 
@@ -54,8 +54,10 @@ def test_data_order_is_a_function_of_seed_and_epoch():
 def test_lr_schedule():
     assert training.lr_at(3, 1e-2, "constant", None) == 1e-2
     assert training.lr_at(2, 1e-2, "exponential", 0.1) == pytest.approx(1e-4)
+    assert training.lr_at(0, 1e-2, "cosine", None, progress=0.5) == pytest.approx(5e-3)  # per step, to 0
+    assert training.lr_at(0, 1e-2, "cosine", None, progress=1.0) == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError):
-        training.lr_at(0, 1e-2, "cosine", None)
+        training.lr_at(0, 1e-2, "linear", None)
 
 
 def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
@@ -142,7 +144,8 @@ def test_sample_grids_and_loaders(tmp_path):
 
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
     result = training.train(_tiny_model(), LOSS, loader, epochs=2, sample_fn=sample_fn, sample_every=1,
-                            run_dir=tmp_path, **{**KW, "ema_decay": None})
+                            save_samples=plotting.sample_grid_saver(tmp_path), run_dir=tmp_path,
+                            **{**KW, "ema_decay": None})
     assert calls == [1, 2] and len(result.losses) == 4 and result.ema is None
     assert (tmp_path / "samples_epoch_0002.png").is_file()
 
@@ -155,11 +158,13 @@ def test_sample_grids_map_the_models_range_and_warn_about_unit_images(tmp_path):
     digit[:, :, 10:18, 12:16] = 1.0  # a white stroke
 
     training.train(_tiny_model(), LOSS, (x, y), epochs=1, sample_fn=lambda m, e: digit, sample_every=1,
-                   run_dir=tmp_path / "signed", **{**KW, "ema_decay": None})
+                   save_samples=plotting.sample_grid_saver(tmp_path / "signed"), run_dir=tmp_path / "signed",
+                   **{**KW, "ema_decay": None})
     png = plt.imread(tmp_path / "signed" / "samples_epoch_0001.png")[..., 0]
     assert png[2 + 0, 2 + 0] == pytest.approx(0.0, abs=0.01)  # background pixel of the first image: black
     assert png[2 + 12, 2 + 13] == pytest.approx(1.0, abs=0.01)  # on the stroke: white
 
     with pytest.warns(UserWarning, match=r"\[0, 1\]"):
         training.train(_tiny_model(), LOSS, (x, y), epochs=1, sample_fn=lambda m, e: (digit + 1) / 2, sample_every=1,
-                       run_dir=tmp_path / "unit", **{**KW, "ema_decay": None})
+                       save_samples=plotting.sample_grid_saver(tmp_path / "unit"), run_dir=tmp_path / "unit",
+                       **{**KW, "ema_decay": None})
