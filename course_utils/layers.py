@@ -10,7 +10,7 @@ The MNIST blocks follow the small UNet of Berkeley's CS180 Project 5:
 - ``FCBlock``: Linear + GELU + Linear, turns a conditioning vector into per-channel numbers
 
 Conditioning enters through embeddings that map t, a class id or a feature vector to a vector:
-``SinusoidalEmbedding`` (Vaswani et al. 2017 / Ho et al. 2020), ``ClassEmbedding`` (one-hot,
+:func:`sinusoidal_embedding` (Vaswani et al. 2017 / Ho et al. 2020), ``ClassEmbedding`` (one-hot,
 id -1 = "no class" for classifier-free guidance) and ``VectorEmbedding`` (a row of NaN =
 "no condition").
 """
@@ -20,6 +20,8 @@ import math
 
 import torch
 from torch import Tensor, nn
+
+from .conditions import is_null
 
 
 class Conv(nn.Module):
@@ -139,23 +141,11 @@ def sinusoidal_embedding(t: Tensor, dim: int, scale: float = 1000.0, max_period:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-class SinusoidalEmbedding(nn.Module):
-    """t (B,) -> sinusoidal features (B, dim) -> MLP (B, dim)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.dim = dim
-        self.mlp = FCBlock(dim, dim)
-
-    def forward(self, t: Tensor) -> Tensor:
-        return self.mlp(sinusoidal_embedding(t, self.dim))
-
-
 class ClassEmbedding(nn.Module):
     """Class ids (B,) -> one-hot (B, n_classes); id -1 (or ``None``) gives the zero vector.
 
     The zero vector is the "unconditional" input used for classifier-free guidance: training
-    drops labels to -1 with probability p_uncond (see ``losses.drop_condition``).
+    drops labels to -1 with probability p_uncond (see ``conditions.drop_condition``).
     """
 
     def __init__(self, n_classes: int):
@@ -170,7 +160,7 @@ class ClassEmbedding(nn.Module):
             raise ValueError(f"class condition must have shape ({batch},), got {tuple(cond.shape)}")
         if torch.any((cond < -1) | (cond >= self.n_classes)):
             raise ValueError(f"class ids must be in 0..{self.n_classes - 1} (or -1 for none)")
-        keep = (cond >= 0).float()[:, None]
+        keep = (~is_null(cond)).float()[:, None]
         return nn.functional.one_hot(cond.clamp(min=0), self.n_classes).float() * keep
 
 
@@ -192,7 +182,7 @@ class VectorEmbedding(nn.Module):
             return self.null.expand(batch, -1)
         if cond.shape != (batch, self.d_in):
             raise ValueError(f"vector condition must have shape ({batch}, {self.d_in}), got {tuple(cond.shape)}")
-        dropped = torch.isnan(cond).all(dim=1, keepdim=True)
+        dropped = is_null(cond)[:, None]  # (B, 1)
         emb = self.mlp(torch.nan_to_num(cond.float(), nan=0.0))
         return torch.where(dropped, self.null.expand(batch, -1), emb)
 

@@ -92,3 +92,29 @@ def test_time_and_step_grids():
 def test_time_outside_unit_interval_is_rejected(vp):
     with pytest.raises(ValueError):
         vp.alpha_bar(torch.tensor([1.5]))
+
+
+@pytest.mark.parametrize("make", [schedules.linear_schedule, schedules.cosine_schedule])
+def test_alpha_bar_at_float32_step_times_is_the_table_value(make):
+    s = make(1000)
+    steps = torch.arange(1001)
+    # i / T rounded to float32 used to land between two steps (up to 9e-5 relative at the last cosine step)
+    torch.testing.assert_close(s.alpha_bar(steps.float() / 1000), s.alpha_bars, atol=0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("vp", [schedules.linear_schedule(1000), schedules.cosine_schedule(1000), schedules.FlowSchedule()])
+def test_step_to_step_coefficients_compose(vp):
+    t, s = torch.tensor([0.7, 0.3, 0.95]), torch.tensor([0.2, 0.1, 0.5])
+    alpha_ts, sigma_ts2 = vp.transition(t, s)
+    torch.testing.assert_close(alpha_ts * vp.alpha(s), vp.alpha(t))  # means compose
+    torch.testing.assert_close(alpha_ts**2 * vp.sigma(s) ** 2 + sigma_ts2, vp.sigma(t) ** 2)  # variances add
+    a, b = vp.posterior_mean_coefs(t, s)  # the posterior mean is exact for a noiseless x_t = alpha_t x0
+    torch.testing.assert_close(a + b * vp.alpha(t), vp.alpha(s), atol=1e-5, rtol=1e-5)
+
+
+def test_step_times_land_on_integer_steps():
+    ts = schedules.step_times(7, 1000)
+    assert ts[0] == 1 and ts[-1] == 0 and len(ts) == 8
+    torch.testing.assert_close(ts * 1000, torch.round(ts * 1000))
+    with pytest.raises(ValueError):
+        schedules.step_times(0)
