@@ -1,4 +1,4 @@
-"""Quality metrics: PSNR/SSIM for denoising, and an MNIST classifier for generated digits.
+"""Quality metrics: PSNR/SSIM for denoising, and scores of generated digits by the course classifier.
 
 Two kinds of question, two kinds of metric:
 
@@ -7,53 +7,57 @@ Two kinds of question, two kinds of metric:
   They take images in [0, 1], the course's metric scale; :func:`denoising_table` scores many
   methods at many noise levels at once.
 - *Do generated digits look like MNIST, and like the digit we asked for?* No reference image
-  exists, so a classifier the course trains itself (:class:`MnistClassifier`, > 99% test accuracy)
-  judges them. :func:`conditional_accuracy` is the fraction it labels as requested;
-  :func:`mnist_fd` is the Frechet distance (the FID recipe of Heusel et al. 2017, with this small
-  classifier in place of Inception) between Gaussians fitted to its penultimate-layer features of
-  generated and real test digits. Lower is better; real test digits against themselves give 0.
-  For unconditional models, :func:`confident_fraction` counts the samples it reads as *some* digit
-  with high probability (blind to noise, so read it with the FD), and :func:`digit_quality`
-  reports all of these at once.
+  exists, so a classifier the course trains itself (> 99% test accuracy) judges them.
+  :func:`probabilities`, :func:`classify` and :func:`features` run it;
+  :func:`conditional_accuracy` is the fraction it labels as requested; :func:`mnist_fd` is the
+  Frechet distance (the FID recipe of Heusel et al. 2017, with this small classifier in place of
+  Inception) between Gaussians fitted to its penultimate-layer features of generated and real test
+  digits. Lower is better; real test digits against themselves give 0. For unconditional models,
+  :func:`confident_fraction` counts the samples it reads as *some* digit with high probability
+  (blind to noise, so read it with the FD), and :func:`digit_quality` reports all of these at once.
+
+The classifier itself (network, recipe, training through the course's one loop, its checkpoint
+``data/checkpoints/mnist-classifier.safetensors`` with its JSON record, hash-checked loading)
+lives in :mod:`course_utils.classifier`; its names (:class:`MnistClassifier`,
+:func:`load_classifier`, :func:`train_classifier`, :func:`save_classifier`, :data:`CLASSIFIER_FILE`,
+:data:`CLASSIFIER_SHA256`, ...) stay importable from here, and :data:`CLASSIFIER_RECIPE` is a dict
+of its recipe's hyper-parameters. :class:`CheckpointError` here is
+:class:`course_utils.errors.CheckpointError`.
 
 The classifier reads images in [-1, 1], the scale the diffusion models produce, so samples go in
-as they come out of a sampler; pass ``scale="unit"`` for images in [0, 1]. Its weights ship in
-``data/checkpoints/mnist-classifier.safetensors`` and are checked against :data:`CLASSIFIER_SHA256`
-before use; without the file, :func:`load_classifier` trains it (a few minutes on a CPU) and
-caches it. FD values from this classifier are comparable within the course only, not with
-published FID numbers.
+as they come out of a sampler; pass ``scale="unit"`` for images in [0, 1]. FD values from this
+classifier are comparable within the course only, not with published FID numbers.
 """
 from __future__ import annotations
 
-import json
-import math
-import time
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from . import config, data
-from .files import atomic_path, atomic_write, sha256_file
+from . import classifier, data
+from .classifier import (  # noqa: F401  (the classifier lived here; its names stay importable)
+    CLASSIFIER_FILE,
+    CLASSIFIER_SHA256,
+    MnistClassifier,
+    evaluate,
+    load_classifier,
+    random_shift,
+    save_classifier,
+    train_classifier,
+)
+from .errors import CheckpointError  # noqa: F401  (the one class; metrics.CheckpointError is errors.CheckpointError)
 
-CLASSIFIER_FILE = "mnist-classifier.safetensors"
-# SHA-256 of the shipped checkpoint; a file that does not match is refused.
-CLASSIFIER_SHA256 = "7b16ecd1a58f5d379d854ffba3cd368b9b5c523d2a8b522aae43f654c242756b"
+# The classifier's hyper-parameters as a dict (the recipe itself is classifier.RECIPE).
 CLASSIFIER_RECIPE = {
-    "epochs": 3,
-    "batch_size": 128,
-    "lr": 2e-3,
-    "weight_decay": 1e-4,
-    "max_shift": 2,
-    "seed": 0,
+    "epochs": classifier.RECIPE.epochs,
+    "batch_size": classifier.RECIPE.batch_size,
+    "lr": classifier.RECIPE.lr,
+    "weight_decay": classifier.RECIPE.weight_decay,
+    "max_shift": classifier.RECIPE.extra["max_shift"],
+    "seed": classifier.RECIPE.seed,
 }
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint's bytes do not match its recorded hash (tampered with or corrupt)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -142,182 +146,7 @@ def format_table(rows: Sequence[dict]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# The MNIST classifier
-
-
-def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
-
-
-class MnistClassifier(nn.Module):
-    """A small CNN for 28x28 digits in [-1, 1]; 140k parameters, 128 features.
-
-    ::
-
-        x (B, 1, 28, 28)
-        conv-bn-relu x2, maxpool   (B, 32, 14, 14)
-        conv-bn-relu x2, maxpool   (B, 64, 7, 7)
-        conv-bn-relu, mean pool    (B, 128)          <- features (penultimate layer)
-        dropout, linear            (B, 10)           <- logits
-    """
-
-    n_features = 128
-
-    def __init__(self, dropout: float = 0.3):
-        super().__init__()
-        self.body = nn.Sequential(
-            _conv_bn_relu(1, 32), _conv_bn_relu(32, 32), nn.MaxPool2d(2),
-            _conv_bn_relu(32, 64), _conv_bn_relu(64, 64), nn.MaxPool2d(2),
-            _conv_bn_relu(64, self.n_features),
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(self.n_features, 10)
-
-    def features(self, x: Tensor) -> Tensor:
-        return self.body(x).mean(dim=(2, 3))  # (B, 128)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.dropout(self.features(x)))  # (B, 10)
-
-
-def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
-    """Translate each image by up to ``max_shift`` pixels each way (background -1 fills in)."""
-    B, _, H, W = x.shape
-    padded = F.pad(x, (max_shift,) * 4, value=-1.0)
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, B), generator=generator).tolist()
-    return torch.stack([padded[i, :, dy[i] : dy[i] + H, dx[i] : dx[i] + W] for i in range(B)])
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 128) -> float:
-    """Accuracy of ``model`` on images in [-1, 1] with integer ``labels``."""
-    model.eval()
-    device = next(model.parameters()).device
-    correct = 0
-    for i in range(0, len(images), batch_size):
-        logits = model(images[i : i + batch_size].to(device))
-        correct += (logits.argmax(1).cpu() == labels[i : i + batch_size]).sum().item()
-    return correct / len(images)
-
-
-@torch.enable_grad()  # also when called from a no-grad scoring function (a missing checkpoint)
-def train_classifier(
-    *,
-    epochs: int = CLASSIFIER_RECIPE["epochs"],
-    batch_size: int = CLASSIFIER_RECIPE["batch_size"],
-    lr: float = CLASSIFIER_RECIPE["lr"],
-    weight_decay: float = CLASSIFIER_RECIPE["weight_decay"],
-    max_shift: int = CLASSIFIER_RECIPE["max_shift"],
-    seed: int = CLASSIFIER_RECIPE["seed"],
-    limit: int | None = None,
-    device: torch.device | str | None = None,
-) -> tuple[MnistClassifier, dict]:
-    """Train the classifier on MNIST's training set; return ``(model, report)``.
-
-    AdamW with a cosine learning-rate decay, random shifts of up to ``max_shift`` pixels,
-    cross-entropy. ``report`` holds the test accuracy, the training time and the recipe.
-    """
-    from tqdm.auto import tqdm
-
-    device = torch.device(device) if device is not None else config.device()
-    g = config.seed_everything(seed)
-    x_train, y_train = data.load_mnist("train", scale="signed", limit=limit)
-    x_test, y_test = data.load_mnist("test", scale="signed")
-    model = MnistClassifier().to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * math.ceil(len(x_train) / batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(x_train), generator=g)
-        bar = tqdm(range(0, len(x_train), batch_size), desc=f"epoch {epoch + 1}/{epochs}")
-        for i in bar:
-            idx = order[i : i + batch_size]
-            x = random_shift(x_train[idx], max_shift, g).to(device)
-            loss = F.cross_entropy(model(x), y_train[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        print(f"epoch {epoch + 1}: test accuracy {evaluate(model, x_test, y_test):.4f}", flush=True)
-    seconds = time.perf_counter() - start
-    model.eval()
-    report = {
-        "test_accuracy": evaluate(model, x_test, y_test),
-        "train_seconds": round(seconds, 1),
-        "train_images": len(x_train),
-        "torch": torch.__version__,
-        **dict(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, max_shift=max_shift, seed=seed),
-    }
-    return model, report
-
-
-def save_classifier(model: MnistClassifier, path: str | Path, report: dict | None = None) -> str:
-    """Save the weights as float16 safetensors (atomically) with ``report`` in the metadata.
-
-    Returns the file's SHA-256, which is also written beside it (``<file>.sha256``) so that a
-    locally trained checkpoint can be verified on later loads.
-    """
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    tensors = {k: v.detach().cpu().half().contiguous() for k, v in model.state_dict().items()
-               if v.is_floating_point()}
-    metadata = {"format": "pt", "recipe": json.dumps(report or {}, sort_keys=True)}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-    digest = sha256_file(path)
-    atomic_write(path.with_name(path.name + ".sha256"), digest + "\n")
-    return digest
-
-
-def _trusted_hashes(path: Path) -> set[str]:
-    trusted = {CLASSIFIER_SHA256}
-    sidecar = path.with_name(path.name + ".sha256")
-    if sidecar.is_file():  # written by save_classifier for a checkpoint trained on this machine
-        trusted.add(sidecar.read_text().strip())
-    return trusted
-
-
-_LOADED: dict[tuple[str, str], MnistClassifier] = {}
-
-
-def load_classifier(*, train_if_missing: bool = True, device: torch.device | str | None = None) -> MnistClassifier:
-    """The course's MNIST classifier, in eval mode.
-
-    Loads ``config.checkpoint_dir() / "mnist-classifier.safetensors"`` after checking its SHA-256
-    (raising :class:`CheckpointError` if it does not match); without the file, trains the
-    classifier with :data:`CLASSIFIER_RECIPE` and caches it there. Loaded models are kept in
-    memory, so repeated calls are free.
-    """
-    from safetensors.torch import load_file
-
-    path = config.checkpoint_dir() / CLASSIFIER_FILE
-    if not path.is_file():
-        if not train_if_missing:
-            raise FileNotFoundError(f"no classifier checkpoint at {path}")
-        print(f"{path} not found: training the MNIST classifier (a few minutes on a CPU)")
-        model, report = train_classifier()
-        save_classifier(model, path, report)
-    digest = sha256_file(path)
-    if digest not in _trusted_hashes(path):
-        raise CheckpointError(
-            f"{path} looks tampered or corrupt: its SHA-256 is {digest}, expected {CLASSIFIER_SHA256}. "
-            "Delete it to retrain the classifier, or restore the file from the repository."
-        )
-    key = (str(path.resolve()), digest)
-    if key not in _LOADED:
-        model = MnistClassifier()
-        state = {k: v.float() for k, v in load_file(str(path)).items()}
-        model.load_state_dict(state, strict=False)  # BatchNorm's integer step counters are not stored
-        missing = set(model.state_dict()) - set(state)
-        if any(not k.endswith("num_batches_tracked") for k in missing):
-            raise CheckpointError(f"{path} lacks weights: {sorted(missing)}")
-        _LOADED[key] = model.eval()
-    device = torch.device(device) if device is not None else config.device()
-    return _LOADED[key].to(device)
+# Scoring digits with the classifier (:mod:`course_utils.classifier`)
 
 
 def _prepare(images: Tensor, scale: str) -> Tensor:
