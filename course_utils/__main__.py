@@ -68,6 +68,165 @@ def _check_name(parser: argparse.ArgumentParser, name: str) -> None:
         parser.error(f"unknown model {name!r}; known: {', '.join(pretrained.names())}")
 
 
+# ---------------------------------------------------------------------------------------------
+# train photo: the feature-conditioned photo model (course_utils.photos)
+
+
+def _number(kind, check, says: str):
+    """An argparse type: ``kind(text)`` that must satisfy ``check``, else '<says>, got <value>'."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"{says}, got {value}")
+        return value
+
+    return parse
+
+
+_at_least_1 = _number(int, lambda v: v >= 1, "must be at least 1")
+_at_least_0 = _number(int, lambda v: v >= 0, "must be at least 0")
+_probability = _number(float, lambda v: 0.0 <= v <= 1.0, "must lie in [0, 1]")
+_decay = _number(float, lambda v: 0.0 < v < 1.0, "must lie strictly between 0 and 1")
+_positive = _number(float, lambda v: 0.0 < v < float("inf"), "must be a positive number")
+
+
+def build_photo_parser(prog: str = "python -m course_utils train photo") -> argparse.ArgumentParser:
+    """The options of ``train photo`` (every value is checked here, before any photo is read)."""
+    p = argparse.ArgumentParser(prog=prog, description="Train the feature-conditioned photo model.")
+    p.add_argument("--data", type=Path, default=None, help="folder of photos (default: the flower photos)")
+    p.add_argument("--size", type=int, default=None,
+                   help="image size in px: at least 8, divisible by 4 (small) or 16 (full); "
+                        "default 256, 32 in fast mode")
+    p.add_argument("--model", choices=("full", "small"), default=None,
+                   help="full: the 64-128-256-512-512 plan; small: 32-64-64 (default: small below 64 px)")
+    p.add_argument("--epochs", type=_at_least_1, default=None, help="default 100; 1 in fast mode")
+    p.add_argument("--batch-size", type=_at_least_1, default=4, help="per process")
+    p.add_argument("--lr", type=_positive, default=1e-4)
+    p.add_argument("--limit", type=_at_least_1, default=None, help="use the first N photos only")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--p-uncond", type=_probability, default=0.1, help="condition dropout, in [0, 1]")
+    p.add_argument("--ema", type=_decay, default=0.999, help="EMA decay, in (0, 1)")
+    p.add_argument("--sample-every", type=_at_least_0, default=1, help="sample grid every N epochs (0: never)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", type=Path, default=None, help="default runs/photo-<size>")
+    p.add_argument("--out", type=Path, default=None,
+                   help="exported weights (default <checkpoints>/photo-<size>.safetensors)")
+    p.add_argument("--no-amp", action="store_true")
+    p.add_argument("--fidelity", type=_at_least_0, default=64,
+                   help="measure feature fidelity on N >= 2 photos' features at the end (0: skip)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why files cannot be written in ``folder`` (made if missing), or None if they can."""
+    import os
+
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def _photo_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
+    """Check what the options say together; one-line ``parser.error`` before any compute."""
+    from . import config, photos
+
+    size = args.size if args.size is not None else config.pick(256, 32)
+    kind = args.model or ("small" if size < 64 else "full")
+    try:
+        cfg = photos.model_config(size, kind)
+    except ValueError as err:
+        parser.error(f"argument --size: {err}")
+    if args.fidelity == 1:
+        parser.error("argument --fidelity: the fidelity scores need at least 2 images (0 skips them)")
+    if args.data is not None and not args.data.is_dir():
+        parser.error(f"argument --data: {args.data} is not a folder")
+    run_dir = args.run_dir or config.repo_root() / "runs" / f"photo-{size}"
+    out = args.out or config.checkpoint_dir() / f"photo-{size}.safetensors"
+    if out.is_dir():
+        parser.error(f"argument --out: {out} is a folder; name the .safetensors file to write")
+    for option, folder in (("--run-dir", run_dir), ("--out", out.parent)):
+        problem = _unwritable(folder)
+        if problem:
+            parser.error(f"argument {option}: cannot write there ({problem})")
+    return dict(size=size, kind=kind, cfg=cfg, epochs=args.epochs or config.pick(100, 1), run_dir=run_dir, out=out)
+
+
+def train_photo_main(argv: list[str] | None = None) -> int:
+    """``train photo``: check the options, train (resuming ``--run-dir``), export, and report the
+    feature fidelity. Under ``torchrun`` each process joins the process group first (NCCL on GPUs,
+    gloo on CPUs); rank 0 fills the photo caches, exports and scores."""
+    import json
+    import os
+    import time
+    from dataclasses import asdict
+
+    parser = build_photo_parser()
+    args = parser.parse_args(argv)
+    settings = _photo_settings(parser, args)  # before any process group, photo or model
+    import torch
+    import torch.distributed as dist
+
+    from . import photos, training
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = None
+    if distributed:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            local = int(os.environ.get("LOCAL_RANK", 0))
+            torch.cuda.set_device(local)
+            device = torch.device("cuda", local)
+        else:
+            device = torch.device("cpu")
+    rank, world = training.rank_and_world()
+    size, cfg, epochs, run_dir = settings["size"], settings["cfg"], settings["epochs"], settings["run_dir"]
+    started = time.perf_counter()
+    if world > 1 and rank != 0:
+        dist.barrier()  # rank 0 fills the crop and feature caches first; the others then read them
+    ps = photos.load_photos(args.data, size=size, limit=args.limit, progress=not args.no_progress and rank == 0)
+    if world > 1 and rank == 0:
+        dist.barrier()
+    if rank == 0:
+        print(f"{len(ps)} photos at {size} px from {ps.folder} ({len(ps.failures)} unreadable) "
+              f"in {time.perf_counter() - started:.0f} s")
+    aug = None if args.no_augment else photos.Augment()
+    model, result = photos.train_photo_model(
+        ps, cfg=cfg, epochs=epochs, batch_size=args.batch_size, lr=args.lr, p_uncond=args.p_uncond,
+        ema_decay=args.ema, augment_with=aug, seed=args.seed, run_dir=run_dir, sample_every=args.sample_every,
+        amp=not args.no_amp, progress=not args.no_progress, device=device,
+    )
+    if rank == 0:
+        seen = result.step * args.batch_size * world
+        train_s = sum(result.epoch_seconds)
+        print(f"trained {result.epoch} epochs, {result.step} steps, {train_s:.0f} s of training, "
+              f"{seen / max(train_s, 1e-9):.1f} img/s, last epoch loss {result.epoch_losses[-1]:.4f}")
+        recipe = photos.recipe_of(ps, cfg, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
+                                  p_uncond=args.p_uncond, ema_decay=args.ema, seed=args.seed,
+                                  augment=asdict(aug) if aug else None, world_size=world)
+        out = settings["out"]
+        photos.export(model, out, result, recipe)
+        print(f"saved {out}")
+        if args.fidelity and len(ps) >= 2:
+            pick_rows = torch.randperm(len(ps), generator=torch.Generator().manual_seed(99))[: args.fidelity]
+            scores, _, _ = photos.measure_fidelity(model, ps.features[pick_rows], guidance_scale=2.0)
+            print(photos.format_fidelity(scores))
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            (Path(run_dir) / "fidelity.json").write_text(json.dumps(scores, indent=1))
+    if distributed:
+        dist.destroy_process_group()
+    return 0
+
+
 TOOLS = {"figures": "figures", "student-version": "student_version", "colab": "colab"}
 
 
@@ -78,9 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return import_module(f"{__package__}.{TOOLS[argv[0]]}").main(argv[1:])
     if argv[:2] == ["train", "photo"]:  # the feature-conditioned photo model has its own options
-        from . import photos
-
-        return photos.main(argv[2:])
+        return train_photo_main(argv[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
     from . import config, data, pretrained

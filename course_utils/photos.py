@@ -1,4 +1,4 @@
-"""The feature-conditioned photo model: photos with their 32 features, training, sampling, fidelity.
+"""The feature-conditioned photo model: sampling, feature fidelity, training, export and loading.
 
 The model is an epsilon-predicting DDPM (Ho et al. 2020) on the cosine schedule with T = 1000
 steps (Nichol & Dhariwal 2021), conditioned on the 32 visual features of
@@ -7,41 +7,57 @@ classifier-free guidance (Ho & Salimans 2022)::
 
     photos = load_photos(size=64)                      # centre-cropped, features of what the model sees
     model, result = train_photo_model(photos, epochs=20, run_dir="runs/photo-64")
-    x = generate(model, photos.features[:4], guidance=2.0)           # (4, 3, 64, 64) in [-1, 1]
-    row = feature_sweep(model, photos.features[0], "dominant_hue")   # one feature moved, rest kept
+    x = generate(model, photos.features[:4], guidance_scale=2.0, seed=0)   # (4, 3, 64, 64) in [-1, 1]
+    row = feature_sweep(model, photos.features[0], "dominant_hue")        # one feature moved, rest kept
 
-Condition and pixels must agree: the features of a training pair are those of the image the model
-sees, centre-cropped and resized to the model size, and recomputed after every augmentation
-(flip, colour jitter). Conditions enter the model as raw features in [0, 1]; the model
-standardises them with the training set's per-feature mean and standard deviation, which it
-stores as buffers, so they travel inside every checkpoint.
+The photos themselves (crops, their features, augmentation, mini-batches, condition checks) live in
+:mod:`course_utils.photo_data`; every name defined there stays importable from here
+(``photos.load_photos``, ``photos.Augment``, ``photos.augment``, ...). Conditions enter the model
+as raw features in [0, 1]; the model standardises them with the training set's per-feature mean
+and standard deviation, which it stores as buffers and which the checkpoint's recipe
+(:class:`course_utils.recipes.Recipe`, photo settings in ``extra``) keeps exactly.
 
-From the command line: ``python -m course_utils.photos --data DIR --size 32 --epochs 10``.
+Randomness: image i of a request made with ``seed`` draws its start noise and then its step noise
+from its own stream (:class:`course_utils.noise.PerSample`), so an image never depends on the
+batch it is drawn in.
+
+From the command line: ``python -m course_utils train photo --data DIR --size 32 --epochs 10``
+(the parser lives in :mod:`course_utils.__main__`; ``python -m course_utils.photos`` still works).
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import functools
-import hashlib
-import json
-import math
 import sys
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import config, data, features, guidance, losses, samplers, schedules, training
-from .files import atomic_path
+from . import checkpoints, config, data, features, guidance, losses, predictions, samplers, schedules, training
+from .errors import BadRequest
+from .noise import Generator, PerSample, image_seed, randn
+
+# the photo data moved to photo_data.py; these names stay importable from here
+from .photo_data import (  # noqa: F401
+    DEFAULT_AUGMENT,
+    Augment,
+    PhotoBatches,
+    PhotoSet,
+    augment,
+    centre_crop_resize,
+    check_features,
+    load_photos,
+)
+from .recipes import Recipe
 from .unet import UNetConfig, build_unet
 
 T_STEPS = 1000  # DDPM steps of the cosine schedule the photo model is trained on
 GROUPS = ("COLOR", "LIGHTING", "MATERIAL", "SHAPE", "TOPOLOGY")
+PREDICTION = "eps"  # what the photo network predicts (predictions.PREDICTIONS)
 
 
 def schedule() -> schedules.DiscreteSchedule:
@@ -50,239 +66,13 @@ def schedule() -> schedules.DiscreteSchedule:
 
 
 # ---------------------------------------------------------------------------------------------
-# Photos at the model size, with the features of exactly those pixels
-
-
-def centre_crop_resize(img: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, 3) float in [0, 1] -> the central square resized to (size, size, 3) float32."""
-    h, w = img.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = np.ascontiguousarray(img[top : top + side, left : left + side], dtype=np.float32)
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-    return np.clip(cv2.resize(square, (size, size), interpolation=interp), 0.0, 1.0)
-
-
-@dataclass
-class PhotoSet:
-    """Photos at one size with their features: ``images`` (N, 3, S, S) uint8, ``features`` (N, 32)."""
-
-    images: Tensor
-    features: Tensor
-    paths: list[Path]
-    failures: list[tuple[Path, str]] = field(default_factory=list)
-    folder: Path | None = None
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    @property
-    def size(self) -> int:
-        return self.images.shape[-1]
-
-    def signed(self, index=slice(None)) -> Tensor:
-        """Images as float (n, 3, S, S) in [-1, 1], the model's scale."""
-        return data.to_signed(self.images[index].float() / 255.0)
-
-    def stats(self) -> tuple[Tensor, Tensor]:
-        """Per-feature mean and standard deviation (32,), the model's condition normalisation."""
-        return self.features.mean(0), self.features.std(0)
-
-
-def _prepared_folder(folder: Path, size: int) -> Path:
-    tag = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
-    return config.cache_dir() / "photos" / f"{folder.name}-{tag}-{size}px"
-
-
-def _write_png(path: Path, img: np.ndarray) -> None:
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError(f"could not encode {path}")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(encoded.tobytes())
-
-
-def load_photos(
-    folder: str | Path | None = None,
-    *,
-    size: int = 64,
-    limit: int | None = None,
-    workers: int | None = None,
-    progress: bool = True,
-) -> PhotoSet:
-    """Every photo below ``folder`` (default: the flower photos) centre-cropped to ``size`` px, with
-    the 32 features of those pixels.
-
-    The crops are cached as PNG files under ``<cache>/photos/`` (remade when the photo is newer),
-    and their features by :func:`features.extract_folder` in that folder's ``features.npz``, so a
-    second call reads both back. Corrupt files are skipped and listed in ``failures``.
-    """
-    if size < 8:
-        raise ValueError("photos need a size of at least 8 pixels")
-    folder = Path(folder) if folder is not None else data.resolve("flower_photos")
-    sources = data.list_images(folder)[:limit]
-    if not sources:
-        raise ValueError(f"no images found below {folder}")
-    prepared = _prepared_folder(folder, size)
-    failures: list[tuple[Path, str]] = []
-    targets: list[tuple[Path, Path]] = []
-    from tqdm.auto import tqdm
-
-    for src in tqdm(sources, desc=f"photos {size}px", unit="img", disable=not progress, leave=False):
-        target = prepared / f"{src.relative_to(folder)}.png"  # a.jpg -> a.jpg.png: a.jpg and a.png stay apart
-        if not target.is_file() or target.stat().st_mtime < src.stat().st_mtime:
-            try:
-                img = centre_crop_resize(data.load_image(src), size)
-            except ValueError as err:
-                failures.append((src, str(err)))
-                continue
-            _write_png(target, np.round(img * 255).astype(np.uint8))
-        targets.append((src, target))
-    table = features.extract_folder(prepared, workers=workers, cache=prepared / "features.npz", progress=progress)
-    by_path = {Path(p): f for p, f in zip(table.paths, table.features)}
-    images, rows, paths = [], [], []
-    for src, target in targets:
-        if target not in by_path:
-            failures.append((src, "features could not be computed"))
-            continue
-        bgr = cv2.imread(str(target), cv2.IMREAD_COLOR)
-        images.append(torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1))  # (3, S, S)
-        rows.append(by_path[target])
-        paths.append(src)
-    if not images:
-        raise ValueError(f"none of the {len(sources)} images below {folder} could be read")
-    return PhotoSet(torch.stack(images), torch.from_numpy(np.stack(rows)).float(), paths, failures, folder)
-
-
-# ---------------------------------------------------------------------------------------------
-# Augmentation without torchvision; the features are measured again afterwards
-
-
-@dataclass(frozen=True)
-class Augment:
-    """Horizontal flip with probability ``flip``; colour jitter by factors drawn uniformly from
-    [1 - a, 1 + a] (brightness, contrast, saturation) and a hue turn in [-hue, hue] (of 360 deg)."""
-
-    flip: float = 0.5
-    brightness: float = 0.15
-    contrast: float = 0.15
-    saturation: float = 0.15
-    hue: float = 0.03
-
-
-# RGB <-> YIQ: Y is the luminance, (I, Q) the chroma plane in which a hue change is a rotation
-_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_RGB = torch.linalg.inv(_YIQ)
-
-
-def augment(x: Tensor, aug: Augment, generator: torch.Generator) -> Tensor:
-    """Flip and colour-jitter a batch (B, 3, H, W) in [0, 1]; every image draws its own amounts."""
-    B = x.shape[0]
-
-    def factors(amount: float) -> Tensor:
-        return 1.0 + amount * (2.0 * torch.rand(B, generator=generator) - 1.0)  # (B,) in [1 - a, 1 + a]
-
-    flip = torch.rand(B, generator=generator) < aug.flip
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    x = x * factors(aug.brightness)[:, None, None, None]
-    gray = (_YIQ[0] @ x.flatten(2)).unsqueeze(1)  # (B, 1, H*W) luminance
-    mean = gray.mean(dim=2, keepdim=True).unsqueeze(-1)  # (B, 1, 1, 1)
-    x = (x - mean) * factors(aug.contrast)[:, None, None, None] + mean
-    yiq = torch.einsum("ij,bjhw->bihw", _YIQ, x)  # (B, 3, H, W)
-    angle = 2 * math.pi * aug.hue * (2.0 * torch.rand(B, generator=generator) - 1.0)
-    cos, sin = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
-    sat = factors(aug.saturation)[:, None, None]
-    i, q = yiq[:, 1], yiq[:, 2]
-    yiq = torch.stack([yiq[:, 0], sat * (cos * i - sin * q), sat * (sin * i + cos * q)], dim=1)
-    return torch.einsum("ij,bjhw->bihw", _RGB, yiq).clamp(0.0, 1.0)
-
-
-class PhotoBatches:
-    """Mini-batches ``(x0, features)`` for :func:`training.train`: x0 (b, 3, S, S) in [-1, 1],
-    features (b, 32) of exactly those pixels (measured again after augmentation).
-
-    The order of epoch e is a pure function of (seed, e), and so are the augmentations, so a resumed
-    run sees the same batches. Each pass over the object is the next epoch (``set_epoch`` sets it;
-    :func:`train_photo_model` does so when it resumes). With ``world_size > 1`` (PyTorch DDP) rank r
-    takes every world_size-th photo of the shuffled order, so the ranks split each epoch.
-    """
-
-    def __init__(self, photos: PhotoSet, batch_size: int, *, augment: Augment | None = Augment(), seed: int = 0,
-                 rank: int = 0, world_size: int = 1):
-        if batch_size < 1 or not 0 <= rank < world_size:
-            raise ValueError("need batch_size >= 1 and 0 <= rank < world_size")
-        self.photos, self.batch_size, self.augment = photos, batch_size, augment
-        self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _indices(self, epoch: int) -> Tensor:
-        order = torch.randperm(len(self.photos), generator=training.epoch_generator(self.seed, epoch))
-        usable = order.numel() - order.numel() % self.world_size  # every rank gets as many batches
-        return order[self.rank : usable : self.world_size]
-
-    def __len__(self) -> int:
-        return math.ceil((len(self.photos) // self.world_size) / self.batch_size)
-
-    def __iter__(self):
-        epoch, self.epoch = self.epoch, self.epoch + 1
-        idx = self._indices(epoch)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 1009 + self.rank)
-        for start in range(0, idx.numel(), self.batch_size):
-            part = idx[start : start + self.batch_size]
-            x = self.photos.images[part].float() / 255.0  # (b, 3, S, S) in [0, 1]
-            if self.augment is None:
-                yield data.to_signed(x), self.photos.features[part]
-                continue
-            x = data.to_signed(augment(x, self.augment, g))
-            yield x, features.extract_batch(x)  # the condition describes the augmented pixels
-
-
-# ---------------------------------------------------------------------------------------------
-# Conditions: checked before they reach a model
-
-
-def check_features(values, n: int | None = None) -> Tensor:
-    """A feature vector (32,) or a batch (B, 32) in [0, 1] -> float tensor (B, 32).
-
-    Raises ``ValueError`` for the wrong length, NaN or infinite values, or values outside [0, 1]
-    (every feature is normalised to [0, 1]; see ``features.FEATURE_NAMES`` for their order).
-    ``n`` repeats a single vector n times.
-    """
-    f = torch.as_tensor(np.asarray(values, dtype=np.float32) if not torch.is_tensor(values) else values)
-    f = f.detach().float().cpu()
-    if f.dim() == 1:
-        f = f[None]
-    if f.dim() != 2 or f.shape[1] != features.NUM_FEATURES:
-        raise ValueError(
-            f"a feature vector has {features.NUM_FEATURES} values (COLOR 8, LIGHTING 6, MATERIAL 5, SHAPE 7, "
-            f"TOPOLOGY 6), got shape {tuple(f.shape)}"
-        )
-    if not torch.isfinite(f).all():
-        bad = sorted({features.FEATURE_NAMES[j] for j in torch.nonzero(~torch.isfinite(f))[:, 1].tolist()})
-        raise ValueError(f"feature values must be finite numbers; NaN or infinite in: {', '.join(bad)}")
-    outside = (f < 0) | (f > 1)
-    if outside.any():
-        bad = sorted({features.FEATURE_NAMES[j] for j in torch.nonzero(outside)[:, 1].tolist()})
-        raise ValueError(f"features lie in [0, 1]; out of range: {', '.join(bad)} "
-                         f"(min {f.min().item():.3g}, max {f.max().item():.3g})")
-    if n is not None:
-        if f.shape[0] == 1:
-            f = f.expand(n, -1)
-        elif f.shape[0] != n:
-            raise ValueError(f"asked for {n} images but gave {f.shape[0]} feature vectors")
-    return f.contiguous()
-
-
-# ---------------------------------------------------------------------------------------------
 # Sampling: DDIM 50 steps with classifier-free guidance on the features
 
 
 def ddim_times(steps: int = 50) -> Tensor:
-    """``steps`` DDIM steps from t = 1 to 0, rounded onto the T = 1000 integer steps."""
-    return torch.round(schedules.time_grid(steps) * T_STEPS) / T_STEPS
+    """``steps`` DDIM steps from t = 1 to 0, snapped onto the T = 1000 integer steps
+    (:func:`schedules.step_times`)."""
+    return schedules.step_times(steps, T_STEPS)
 
 
 @torch.no_grad()
@@ -294,6 +84,7 @@ def generate(
     steps: int = 50,
     guidance_scale: float = 2.0,
     eta: float = 1.0,
+    generator: Generator | None = None,
     seed: int = 0,
     noise: Tensor | None = None,
     progress: bool = False,
@@ -302,24 +93,38 @@ def generate(
 
     DDIM (Song et al. 2021) over ``steps`` steps, classifier-free guidance with scale
     w = ``guidance_scale`` (w = 1: the plain conditional model; w = 0: unconditional). ``eta = 0``
-    is deterministic; the default ``eta = 1`` adds DDPM's posterior noise at each of the 50 steps,
-    which hides the error a briefly trained model still makes at small t (with eta = 0 that error
-    stays in the image as fine coloured noise). The starting noise comes from ``seed`` (or is given
-    as ``noise``) and the per-step noise from ``seed + 1``, so the same seed with other features
-    shows what the features change.
+    is deterministic; the default ``eta = 1`` adds DDPM's posterior noise at each step, which
+    hides the error a briefly trained model still makes at small t (with eta = 0 that error stays
+    in the image as fine coloured noise).
+
+    Randomness: ``generator`` (a :class:`~course_utils.noise.PerSample` with one stream per image,
+    or a ``torch.Generator`` for the whole batch); without one, ``PerSample.from_seed(seed, B)``:
+    image i draws from its own seed, so it is the same whether drawn alone or with others. Each
+    stream's first draw is the start noise, the later ones the step noise. ``noise`` (B, 3, S, S)
+    replaces the start noise (the first draw is still made, so the step noise stays the same):
+    the same seed with other features shows what the features change.
     """
     cond = check_features(feats, n)
     B, cfg = cond.shape[0], model.cfg
+    shape = (B, cfg.in_channels, cfg.image_size, cfg.image_size)
+    times = ddim_times(steps)
+    if generator is None:
+        generator = PerSample.from_seed(seed, B)
+    elif isinstance(generator, PerSample) and len(generator) != B:
+        raise BadRequest(f"the per-sample generator has {len(generator)} streams for {B} images")
+    if noise is not None and tuple(noise.shape) != shape:
+        raise BadRequest(f"noise must have shape {shape}, got {tuple(noise.shape)}")
     device = next(model.parameters()).device
-    if noise is None:
-        g = torch.Generator().manual_seed(seed)
-        noise = torch.randn(B, cfg.in_channels, cfg.image_size, cfg.image_size, generator=g)
-    g = torch.Generator().manual_seed(seed + 1)
+    start = randn(shape, generator)  # the first draw of each stream: the start noise
+    if noise is not None:
+        start = noise
     was_training = model.training
     model.eval()
-    x = samplers.ddim(guidance.cfg(model, guidance_scale), noise.to(device), ddim_times(steps), schedule=schedule(),
-                      eta=eta, cond=cond.to(device), generator=g, clip_x0=True, progress=progress)
-    model.train(was_training)
+    try:
+        x = samplers.ddim(guidance.cfg(model, guidance_scale), start.to(device), times, schedule=schedule(),
+                          eta=eta, cond=cond.to(device), generator=generator, clip_x0=True, progress=progress)
+    finally:
+        model.train(was_training)
     return x.clamp(-1.0, 1.0)
 
 
@@ -346,14 +151,25 @@ def generate_like(model: nn.Module, image, *, n: int = 4, **kw) -> tuple[Tensor,
 def feature_sweep(model: nn.Module, base, name: str, values: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
                   **kw) -> Tensor:
     """A row of images (len(values), 3, S, S): ``base`` features with feature ``name`` set to each
-    of ``values`` and everything else (the seed, so all the noise, included) kept fixed."""
+    of ``values`` and everything else kept fixed, the noise included.
+
+    The row is one batched :func:`generate` call in which every image draws from the same seed,
+    ``image_seed(seed, 0)`` (start noise and step noise alike), so the images differ only through
+    the feature, and each is what ``generate(model, its features, seed=seed)`` draws alone.
+    ``kw`` goes to :func:`generate` (``steps``, ``guidance_scale``, ``eta``, ``seed``, ...).
+    """
     if name not in features.FEATURE_NAMES:
-        raise ValueError(f"unknown feature {name!r}; known: {', '.join(features.FEATURE_NAMES)}")
+        raise BadRequest(f"unknown feature {name!r}; known: {', '.join(features.FEATURE_NAMES)}")
+    values = list(values)
+    if not values:
+        raise BadRequest("feature_sweep needs at least one value")
     rows = check_features(base, len(values)).clone()
-    rows[:, features.index(name)] = torch.as_tensor(list(values), dtype=torch.float32)
+    rows[:, features.index(name)] = torch.as_tensor(values, dtype=torch.float32)
     rows = check_features(rows)
-    # one image per call: with eta > 0 each image of a batch would draw its own step noise
-    return torch.cat([generate(model, row, **kw) for row in rows])
+    seed = kw.pop("seed", 0)
+    if kw.get("generator") is None:
+        kw["generator"] = PerSample([image_seed(seed, 0)] * len(values))  # shared noise: one stream, copied
+    return generate(model, rows, **kw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,7 +196,7 @@ def feature_fidelity(requested, measured, *, seed: int = 0) -> dict[str, dict[st
     req = check_features(requested).numpy().astype(np.float64)
     meas = check_features(measured).numpy().astype(np.float64)
     if req.shape != meas.shape or req.shape[0] < 2:
-        raise ValueError(f"need the same (N >= 2, 32) shapes, got {req.shape} and {meas.shape}")
+        raise BadRequest(f"need the same (N >= 2, 32) shapes, got {req.shape} and {meas.shape}")
     N = req.shape[0]
     rng = np.random.default_rng(seed)
     order = rng.permutation(N)
@@ -407,13 +223,24 @@ def _mean_finite(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def measure_fidelity(model: nn.Module, requested, *, batch: int = 32, **kw) -> tuple[dict, Tensor, Tensor]:
+def measure_fidelity(model: nn.Module, requested, *, batch: int = 32, seed: int = 0,
+                     **kw) -> tuple[dict, Tensor, Tensor]:
     """Generate one image per requested feature vector, measure its features, score them with
-    :func:`feature_fidelity`; returns ``(scores, images, measured)``."""
+    :func:`feature_fidelity`; returns ``(scores, images, measured)``.
+
+    Image i draws from its own seed (``PerSample.from_seed(seed, N)``), so the result does not
+    depend on ``batch`` (how many images one sampler call draws). ``kw`` goes to :func:`generate`.
+    """
     req = check_features(requested)
-    seed = kw.pop("seed", 0)
-    images = torch.cat([generate(model, req[i : i + batch], seed=seed + i, **kw)
-                        for i in range(0, req.shape[0], batch)])
+    if batch < 1:
+        raise BadRequest(f"batch must be at least 1, got {batch}")
+    if kw.pop("generator", None) is not None:
+        raise BadRequest("measure_fidelity gives image i its own seed; pass seed=, not a generator")
+    chunks = []
+    for start in range(0, req.shape[0], batch):
+        part = req[start : start + batch]
+        chunks.append(generate(model, part, generator=PerSample.from_seed(seed, part.shape[0], start=start), **kw))
+    images = torch.cat(chunks)
     measured = features.extract_batch(images).cpu()
     return feature_fidelity(req, measured), images, measured
 
@@ -422,47 +249,104 @@ def format_fidelity(scores: dict[str, dict[str, float]]) -> str:
     """The fidelity numbers as a small text table."""
     lines = [f"{'group':10s} {'MAE':>7s} {'MAE shuf':>9s} {'corr':>7s} {'corr shuf':>10s}"]
     for group, s in scores.items():
-        lines.append(f"{group:10s} {s['mae']:7.3f} {s['mae_shuffled']:9.3f} {s['corr']:7.3f} {s['corr_shuffled']:10.3f}")
+        lines.append(f"{group:10s} {s['mae']:7.3f} {s['mae_shuffled']:9.3f} {s['corr']:7.3f} "
+                     f"{s['corr_shuffled']:10.3f}")
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
-# Training and loading
+# The recipe, training, export and loading
 
 
 def model_config(size: int, kind: str = "full") -> UNetConfig:
-    """``"full"``: the reference plan (``photo256``) at ``size`` px, attention at size/8 and size/16;
-    ``"small"``: ``photo_small(size)``."""
+    """``"full"``: the reference plan (``photo256``) at ``size`` px, attention at size/8 and size/16
+    (5 levels: size divisible by 16); ``"small"``: ``photo_small(size)`` (3 levels: divisible by 4).
+    Sizes below 8 px are refused."""
+    if kind not in ("full", "small"):
+        raise BadRequest(f"model kind must be 'full' or 'small', not {kind!r}")
+    if size < 8:
+        raise BadRequest(f"the photo model needs a size of at least 8 pixels, got {size}")
     if kind == "small":
+        if size % 4:
+            raise BadRequest(f"the small photo UNet has 3 levels: the size must be divisible by 4, got {size}")
         return UNetConfig.photo_small(size)
-    if kind == "full":
-        if size % 16:
-            raise ValueError("the full photo UNet has 5 levels: the size must be divisible by 16")
-        return UNetConfig.photo256(image_size=size, attn_resolutions=(size // 8, size // 16))
-    raise ValueError(f"model kind must be 'full' or 'small', not {kind!r}")
+    if size % 16:
+        raise BadRequest(f"the full photo UNet has 5 levels: the size must be divisible by 16, got {size}")
+    return UNetConfig.photo256(image_size=size, attn_resolutions=(size // 8, size // 16))
 
 
-def recipe_of(photos: PhotoSet, cfg: UNetConfig, **extra) -> dict:
-    """What the checkpoint must remember besides the weights: features, size, data, statistics."""
-    mean, std = photos.stats()
-    return dict(
-        feature_names=list(features.FEATURE_NAMES), feature_version=features.FEATURE_VERSION, image_size=cfg.image_size,
-        objective="ddpm", schedule="cosine", T=T_STEPS, data=str(photos.folder), n_photos=len(photos),
-        feature_mean=[round(float(v), 6) for v in mean], feature_std=[round(float(v), 6) for v in std], **extra,
+# train_photo_model's defaults, also assumed for an old record that did not store them
+DEFAULTS = dict(epochs=10, batch_size=4, lr=1e-4, p_uncond=0.1, ema_decay=0.999, seed=0)
+_RECIPE_FIELDS = {f.name for f in dataclasses.fields(Recipe)} - {"unet", "extra"}
+_EXTRA_ORDER = ("feature_names", "feature_version", "feature_mean", "feature_std", "augment", "data", "n_photos")
+
+
+def _photo_recipe(cfg: UNetConfig, extra: dict, **settings) -> Recipe:
+    values = dict(
+        name=f"photo-{cfg.image_size}",
+        about=f"feature-conditioned DDPM (eps, cosine T = {T_STEPS}) at {cfg.image_size} px, DDIM 50 steps with CFG",
+        objective="ddpm", schedule="cosine", T=T_STEPS, lr_schedule="constant", optimizer="adamw",
+        weight_decay=0.0, sample_steps=50, **DEFAULTS,
     )
+    values.update(settings)
+    ordered = {k: extra[k] for k in _EXTRA_ORDER if k in extra}
+    ordered.update({k: v for k, v in extra.items() if k not in ordered})
+    return Recipe(unet=cfg, extra=ordered, **values)
+
+
+def recipe_of(photos: PhotoSet, cfg: UNetConfig, **extra) -> Recipe:
+    """The :class:`~course_utils.recipes.Recipe` of a photo model trained on ``photos`` with ``cfg``.
+
+    Name ``photo-<size>``, DDPM (epsilon) on the cosine schedule with T = 1000, AdamW at a constant
+    learning rate. Keywords that are Recipe fields (``p_uncond``, ``epochs``, ``batch_size``, ``lr``,
+    ``ema_decay``, ``seed``, ...) set them (default: :data:`DEFAULTS`); the others (``augment``,
+    ``world_size``, ...) go into ``extra`` beside what the checkpoint must remember: the feature
+    names and version, the training set's feature mean and standard deviation, the data folder and
+    the number of photos.
+    """
+    mean, std = photos.stats()
+    settings = {k: extra.pop(k) for k in list(extra) if k in _RECIPE_FIELDS}
+    facts = dict(
+        feature_names=list(features.FEATURE_NAMES), feature_version=features.FEATURE_VERSION,
+        feature_mean=[round(float(v), 6) for v in mean], feature_std=[round(float(v), 6) for v in std],
+        augment=extra.pop("augment", None), data=str(photos.folder), n_photos=len(photos),
+    )
+    return _photo_recipe(cfg, dict(facts, **extra), **settings)
+
+
+def recipe_from_record(record: dict) -> Recipe:
+    """The recipe of a photo checkpoint's record: the current layout (``Recipe.to_dict()``, photo
+    settings in ``extra``) or the older flat one (feature names and statistics beside the schedule,
+    no training settings: those are taken as :data:`DEFAULTS` and ``trained`` says so)."""
+    saved = record.get("recipe") or {}
+    unet = record.get("model_config") or saved.get("unet")
+    if unet is None:
+        raise BadRequest("the record holds no model configuration")
+    cfg = UNetConfig.from_dict(unet)
+    if "extra" in saved and "name" in saved:
+        recipe = Recipe.from_dict(saved)
+        return recipe if recipe.unet == cfg else recipe.replace(unet=cfg)
+    flat = {k: v for k, v in saved.items() if k != "image_size"}
+    settings = {k: flat.pop(k) for k in ("objective", "schedule", "T", "p_uncond") if k in flat}
+    epochs = record.get("epochs")
+    if epochs is not None:
+        settings["epochs"] = epochs
+    note = ("older record layout: batch size, learning rate, EMA decay and seed were not recorded "
+            "(the defaults are shown)")
+    return _photo_recipe(cfg, flat, trained=note, **settings)
 
 
 def train_photo_model(
     photos: PhotoSet,
     *,
     cfg: UNetConfig | None = None,
-    epochs: int = 10,
-    batch_size: int = 4,
-    lr: float = 1e-4,
-    p_uncond: float = 0.1,
-    ema_decay: float = 0.999,
-    augment_with: Augment | None = Augment(),
-    seed: int = 0,
+    epochs: int = DEFAULTS["epochs"],
+    batch_size: int = DEFAULTS["batch_size"],
+    lr: float = DEFAULTS["lr"],
+    p_uncond: float = DEFAULTS["p_uncond"],
+    ema_decay: float = DEFAULTS["ema_decay"],
+    augment_with: Augment | None = DEFAULT_AUGMENT,
+    seed: int = DEFAULTS["seed"],
     run_dir: str | Path | None = None,
     sample_every: int | None = 1,
     amp: bool = True,
@@ -470,29 +354,33 @@ def train_photo_model(
     device: torch.device | None = None,
 ) -> tuple[nn.Module, training.TrainResult]:
     """Train the feature-conditioned UNet on ``photos`` with :func:`training.train` (EMA,
-    checkpoints, resume, sample grids); returns ``(EMA model, result)``.
+    checkpoints, resume); returns ``(EMA model, result)``.
 
     DDPM epsilon loss on the cosine schedule with condition dropout ``p_uncond`` (for CFG), AdamW.
-    Under ``torchrun`` (PyTorch DDP) every process trains on its share of each epoch and the
-    gradients are averaged; rank 0 writes the checkpoints. ``amp``: mixed precision on CUDA.
+    With ``run_dir``, every ``sample_every`` epochs the model draws the features of 10 training
+    photos, saved under them as ``run_dir/samples_epoch_NNNN.png``
+    (:func:`plotting.sample_grid_saver`). Under ``torchrun`` (PyTorch DDP) every process trains on
+    its share of each epoch and the gradients are averaged; rank 0 writes the checkpoints.
+    ``amp``: mixed precision on CUDA.
     """
-    import torch.distributed as dist
-
     cfg = cfg or model_config(photos.size)
     if cfg.image_size != photos.size:
-        raise ValueError(f"the model is for {cfg.image_size} px photos, these are {photos.size} px")
-    distributed = dist.is_available() and dist.is_initialized()
-    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+        raise BadRequest(f"the model is for {cfg.image_size} px photos, these are {photos.size} px")
+    rank, world = training.rank_and_world()
     device = device or config.device()
     torch.manual_seed(seed)
-    model = build_unet(cfg)
+    model = predictions.with_prediction(build_unet(cfg), PREDICTION)
     model.set_condition_stats(*photos.stats())
     model.to(device)
     batches = PhotoBatches(photos, batch_size, augment=augment_with, seed=seed, rank=rank, world_size=world)
+    save_samples = None
     if run_dir is not None:
         last = training.last_checkpoint(run_dir)
         if last is not None:
             batches.set_epoch(training.read_record(last)["epoch"])  # the data order continues too
+        from .plotting import sample_grid_saver  # photos plots its samples; the training loop never does
+
+        save_samples = sample_grid_saver(run_dir)
     probe = torch.linspace(0, len(photos) - 1, min(10, len(photos))).long()  # 10 photos spread over the set
 
     def sample_fn(m: nn.Module, epoch: int) -> Tensor:
@@ -500,24 +388,31 @@ def train_photo_model(
         return torch.cat([photos.signed(probe).to(x.device), x])  # top row: the photos whose features were asked for
 
     loss_fn = functools.partial(losses.ddpm_loss, schedule=schedule(), p_uncond=p_uncond)
-    recipe = recipe_of(photos, cfg, p_uncond=p_uncond, augment=asdict(augment_with) if augment_with else None,
+    recipe = recipe_of(photos, cfg, epochs=epochs, batch_size=batch_size, lr=lr, p_uncond=p_uncond,
+                       ema_decay=ema_decay, seed=seed, augment=asdict(augment_with) if augment_with else None,
                        world_size=world)
     result = training.train(
-        model, loss_fn, batches, epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adamw",
-        weight_decay=0.0, ema_decay=ema_decay, seed=seed, run_dir=run_dir, sample_fn=sample_fn,
-        sample_every=sample_every, progress=progress and rank == 0, recipe=recipe, amp=amp,
+        model, loss_fn, batches, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=recipe.optimizer,
+        weight_decay=recipe.weight_decay, ema_decay=ema_decay, seed=seed, run_dir=run_dir, sample_fn=sample_fn,
+        sample_every=sample_every, save_samples=save_samples, progress=progress and rank == 0,
+        recipe=recipe.to_dict(), amp=amp,
     )
     return result.final_model.eval(), result
 
 
-def export(model: nn.Module, path: str | Path, result: training.TrainResult, recipe: dict, *, half: bool = True) -> Path:
-    """Save the EMA weights (float16) and a record (recipe, losses, timings) as a course checkpoint."""
+def export(model: nn.Module, path: str | Path, result: training.TrainResult, recipe: Recipe | dict, *,
+           half: bool = True) -> Path:
+    """Save the EMA weights (float16) and a record (``recipe=Recipe.to_dict()``, losses, timings,
+    machine) as a course checkpoint. ``recipe``: from :func:`recipe_of` (an older flat dict is
+    converted)."""
+    if not isinstance(recipe, Recipe):
+        recipe = recipe_from_record(dict(recipe=recipe, model_config=model.cfg.to_dict(), epochs=result.epoch))
     record = dict(
-        model_config=model.cfg.to_dict(), recipe=recipe, epochs=result.epoch, steps=result.step,
+        model_config=model.cfg.to_dict(), recipe=recipe.to_dict(), epochs=result.epoch, steps=result.step,
         epoch_losses=result.epoch_losses, epoch_seconds=[round(s, 1) for s in result.epoch_seconds],
-        machine=training.machine_description(next(model.parameters()).device),
+        machine=checkpoints.machine_description(next(model.parameters()).device),
     )
-    return training.export_weights(model, path, record, half=half)
+    return checkpoints.export_weights(model, path, record, half=half)
 
 
 def load_photo_model(path: str | Path, *, image_size: int | None = None,
@@ -525,113 +420,54 @@ def load_photo_model(path: str | Path, *, image_size: int | None = None,
                      device: torch.device | None = None) -> tuple[nn.Module, dict]:
     """Load a photo checkpoint (hash checked) as ``(EMA model in eval mode, record)``.
 
-    Refuses, with a ``ValueError`` that says what differs, a checkpoint trained on other features
-    (names or order) or, when ``image_size`` is given, at another image size.
+    Reads the current record layout and the older flat one (a checkpoint trained before the
+    recipes were unified); the returned record's ``"recipe"`` is always the current layout
+    (``Recipe.to_dict()``, see :func:`recipe_from_record`). Refuses, with a ``ValueError`` that
+    says what differs, a checkpoint trained on other features (names or order) or, when
+    ``image_size`` is given, at another image size. The model records ``prediction = "eps"``.
     """
-    record = training.read_record(path)
-    recipe = record.get("recipe") or {}
-    saved_names = recipe.get("feature_names")
+    record = checkpoints.read_record(path)
+    saved = record.get("recipe") or {}
+    saved_names = (saved.get("extra") or {}).get("feature_names", saved.get("feature_names"))
     if saved_names is None:
-        raise ValueError(f"{path} records no feature names: it is not a feature-conditioned photo model")
+        raise BadRequest(f"{path} records no feature names: it is not a feature-conditioned photo model")
     if list(saved_names) != list(feature_names):
         diff = [f"{i}: {a} != {b}" for i, (a, b) in enumerate(zip(saved_names, feature_names)) if a != b]
-        raise ValueError(
+        raise BadRequest(
             f"{path} was trained on a different feature set ({len(saved_names)} features"
             f"{'; differs at ' + ', '.join(diff[:4]) if diff else ''}) than requested ({len(feature_names)})"
         )
-    cfg = UNetConfig.from_dict(record["model_config"])
+    recipe = recipe_from_record(record)
+    if recipe.prediction != PREDICTION:
+        raise BadRequest(f"{path} is a {recipe.objective!r} model; the photo model is a DDPM predicting eps")
+    cfg = recipe.unet
     if image_size is not None and cfg.image_size != image_size:
-        raise ValueError(f"{path} generates {cfg.image_size}x{cfg.image_size} images, not {image_size}x{image_size}")
+        raise BadRequest(f"{path} generates {cfg.image_size}x{cfg.image_size} images, not {image_size}x{image_size}")
     model = build_unet(cfg)
-    training.load_weights(model, path)
-    if "feature_mean" in recipe:  # the exported weights are float16; the record keeps the statistics exact
-        model.set_condition_stats(torch.tensor(recipe["feature_mean"]), torch.tensor(recipe["feature_std"]))
-    return model.to(device or config.device()).eval(), record
+    checkpoints.load_weights(model, path)
+    extra = recipe.extra
+    if "feature_mean" in extra:  # the exported weights are float16; the recipe keeps the statistics exact
+        model.set_condition_stats(torch.tensor(extra["feature_mean"]), torch.tensor(extra["feature_std"]))
+    predictions.with_prediction(model, PREDICTION)
+    return model.to(device or config.device()).eval(), dict(record, recipe=recipe.to_dict())
 
 
 # ---------------------------------------------------------------------------------------------
-# Command line: python -m course_utils train photo --data DIR --size 64 ...
+# Command line: python -m course_utils train photo --data DIR --size 64 ... (see course_utils.__main__)
 
 
-def build_parser(prog: str = "python -m course_utils train photo") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Train the feature-conditioned photo model.")
-    p.add_argument("--data", type=Path, default=None, help="folder of photos (default: the flower photos)")
-    p.add_argument("--size", type=int, default=None, help="image size in px (default 256; 32 in fast mode)")
-    p.add_argument("--model", choices=("full", "small"), default=None,
-                   help="full: the 64-128-256-512-512 plan; small: 32-64-64 (default: small below 64 px)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=4, help="per process")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--limit", type=int, default=None, help="use the first N photos only")
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--p-uncond", type=float, default=0.1)
-    p.add_argument("--ema", type=float, default=0.999, help="EMA decay")
-    p.add_argument("--sample-every", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--run-dir", type=Path, default=None, help="default runs/photo-<size>")
-    p.add_argument("--out", type=Path, default=None, help="exported weights (default <checkpoints>/photo-<size>.safetensors)")
-    p.add_argument("--no-amp", action="store_true")
-    p.add_argument("--fidelity", type=int, default=64, help="measure feature fidelity on N photos' features at the end (0: skip)")
-    p.add_argument("--no-progress", action="store_true")
-    return p
+def build_parser(prog: str = "python -m course_utils train photo"):
+    """The ``train photo`` argument parser (:func:`course_utils.__main__.build_photo_parser`)."""
+    from .__main__ import build_photo_parser
+
+    return build_photo_parser(prog)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train (resuming ``--run-dir``), export, and report the feature fidelity. Under ``torchrun``
-    each process joins the process group first (NCCL on GPUs, gloo on CPUs)."""
-    args = build_parser().parse_args(argv)
-    import os
+    """``python -m course_utils train photo``: :func:`course_utils.__main__.train_photo_main`."""
+    from .__main__ import train_photo_main
 
-    import torch.distributed as dist
-
-    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
-    device = None
-    if distributed:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        if torch.cuda.is_available():
-            local = int(os.environ.get("LOCAL_RANK", 0))
-            torch.cuda.set_device(local)
-            device = torch.device("cuda", local)
-        else:
-            device = torch.device("cpu")
-    rank = dist.get_rank() if distributed else 0
-    size = args.size or config.pick(256, 32)
-    kind = args.model or ("small" if size < 64 else "full")
-    epochs = args.epochs or config.pick(100, 1)
-    started = time.perf_counter()
-    if distributed and rank != 0:
-        dist.barrier()  # rank 0 fills the crop and feature caches first; the others then read them
-    photos = load_photos(args.data, size=size, limit=args.limit, progress=not args.no_progress and rank == 0)
-    if distributed and rank == 0:
-        dist.barrier()
-    if rank == 0:
-        print(f"{len(photos)} photos at {size} px from {photos.folder} ({len(photos.failures)} unreadable) "
-              f"in {time.perf_counter() - started:.0f} s")
-    cfg = model_config(size, kind)
-    run_dir = args.run_dir or config.repo_root() / "runs" / f"photo-{size}"
-    aug = None if args.no_augment else Augment()
-    model, result = train_photo_model(
-        photos, cfg=cfg, epochs=epochs, batch_size=args.batch_size, lr=args.lr, p_uncond=args.p_uncond,
-        ema_decay=args.ema, augment_with=aug, seed=args.seed, run_dir=run_dir, sample_every=args.sample_every, amp=not args.no_amp,
-        progress=not args.no_progress, device=device,
-    )
-    if rank == 0:
-        seen = result.step * args.batch_size * (dist.get_world_size() if distributed else 1)
-        train_s = sum(result.epoch_seconds)
-        print(f"trained {result.epoch} epochs, {result.step} steps, {train_s:.0f} s of training, "
-              f"{seen / max(train_s, 1e-9):.1f} img/s, last epoch loss {result.epoch_losses[-1]:.4f}")
-        recipe = recipe_of(photos, cfg, p_uncond=args.p_uncond, augment=asdict(aug) if aug else None)
-        out = args.out or config.checkpoint_dir() / f"photo-{size}.safetensors"
-        export(model, out, result, recipe)
-        print(f"saved {out}")
-        if args.fidelity:
-            pick_rows = torch.randperm(len(photos), generator=torch.Generator().manual_seed(99))[: args.fidelity]
-            scores, _, _ = measure_fidelity(model, photos.features[pick_rows], guidance_scale=2.0)
-            print(format_fidelity(scores))
-            (run_dir / "fidelity.json").write_text(json.dumps(scores, indent=1))
-    if distributed:
-        dist.destroy_process_group()
-    return 0
+    return train_photo_main(argv)
 
 
 if __name__ == "__main__":

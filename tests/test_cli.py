@@ -1,9 +1,11 @@
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from course_utils import pretrained
+from course_utils import photos, pretrained
 from course_utils.__main__ import main
 from tests.conftest import mnist_available
 
@@ -61,3 +63,54 @@ def test_sample_score_prints_the_classifier_report(tmp_path, capsys):
     assert line.startswith("mnist-cfg: n=20  FD=") and "confident=" in line and "accuracy=" in line
     accuracy = float(line.split("accuracy=")[1].split("%")[0])
     assert accuracy >= 80, line  # guided samples of the shipped model read as the requested digit
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--size", "4"], "at least 8 pixels"),
+    (["--size", "30", "--model", "small"], "divisible by 4"),
+    (["--size", "72", "--model", "full"], "divisible by 16"),
+    (["--size", "72"], "divisible by 16"),  # 64 px and up default to the full model
+    (["--epochs", "0"], "argument --epochs: must be at least 1"),
+    (["--batch-size", "0"], "argument --batch-size: must be at least 1"),
+    (["--p-uncond", "1.5"], "argument --p-uncond: must lie in [0, 1]"),
+    (["--p-uncond", "-0.1"], "argument --p-uncond: must lie in [0, 1]"),
+    (["--ema", "1"], "argument --ema: must lie strictly between 0 and 1"),
+    (["--ema", "0"], "argument --ema: must lie strictly between 0 and 1"),
+    (["--lr", "0"], "argument --lr: must be a positive number"),
+    (["--fidelity", "1"], "at least 2 images"),
+    (["--data", "/nonexistent/photos"], "is not a folder"),
+])
+def test_train_photo_refuses_bad_options_before_any_compute(args, says, tmp_course_dirs, monkeypatch, capsys):
+    def no_compute(*a, **k):
+        raise AssertionError("the options should have been refused before reading photos")
+
+    monkeypatch.setattr(photos, "load_photos", no_compute)
+    monkeypatch.setattr(photos, "train_photo_model", no_compute)
+    with pytest.raises(SystemExit) as err:
+        main(["train", "photo", "--size", "32", "--run-dir", str(tmp_course_dirs / "run"), *args])
+    assert err.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(lines) == 1 and says in lines[0], lines  # one line that names the problem
+
+
+def test_train_photo_refuses_an_unwritable_output(tmp_course_dirs, monkeypatch, capsys):
+    monkeypatch.setattr(photos, "load_photos", lambda *a, **k: pytest.fail("read photos before checking --out"))
+    blocker = tmp_course_dirs / "a-file"
+    blocker.write_text("not a folder")
+    for option, value in (("--out", blocker / "photo-32.safetensors"), ("--run-dir", blocker / "run"),
+                          ("--out", tmp_course_dirs)):
+        with pytest.raises(SystemExit) as err:
+            main(["train", "photo", "--size", "32", option, str(value)])
+        assert err.value.code == 2
+        assert f"argument {option}:" in capsys.readouterr().err
+
+
+def test_photos_main_is_the_train_photo_command(capsys):
+    with pytest.raises(SystemExit) as err:
+        photos.main(["--help"])  # the old entry point calls the one in course_utils.__main__
+    assert err.value.code == 0
+    assert "python -m course_utils train photo" in capsys.readouterr().out
+    assert photos.build_parser().parse_args(["--size", "16"]).size == 16
+    run = subprocess.run([sys.executable, "-m", "course_utils.photos", "--epochs", "0"], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2 and "argument --epochs: must be at least 1" in run.stderr

@@ -28,14 +28,16 @@ def _rank_main(rank: int, tmp: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=WORLD)
     try:
-        from course_utils import photos, training
+        from course_utils import photo_data, photos, training
         from course_utils.unet import UNetConfig
 
+        assert training.rank_and_world() == (rank, WORLD)  # what train_photo_model splits the data by
         torch.manual_seed(100 + rank)  # a different random state per rank: DDP must still agree
-        ps = photos.load_photos(os.path.join(tmp, "photos"), size=16, progress=False, workers=1)
+        ps = photo_data.load_photos(os.path.join(tmp, "photos"), size=16, progress=False, workers=1)
         cfg = UNetConfig.photo_small(16, base_channels=8, groups=4)
-        model, result = photos.train_photo_model(ps, cfg=cfg, epochs=1, batch_size=2, lr=1e-3, run_dir=os.path.join(tmp, "run"),
-                                                 sample_every=None, progress=False, seed=0)
+        model, result = photos.train_photo_model(ps, cfg=cfg, epochs=1, batch_size=2, lr=1e-3,
+                                                 run_dir=os.path.join(tmp, "run"), sample_every=None, progress=False,
+                                                 seed=0)
         raw = result.model.state_dict()
         save_file({k: v.contiguous() for k, v in raw.items()}, os.path.join(tmp, f"rank{rank}.safetensors"))
         with open(os.path.join(tmp, f"rank{rank}.txt"), "w") as handle:
@@ -47,11 +49,12 @@ def _rank_main(rank: int, tmp: str) -> None:
 
 @pytest.mark.skipif(not dist.is_available() or sys.platform == "win32", reason="needs torch.distributed with gloo")
 def test_two_ranks_end_with_identical_weights(tmp_path, tmp_course_dirs):
-    from course_utils import photos
+    from course_utils import photo_data, training
+    from course_utils.recipes import Recipe
     from course_utils.unet import UNetConfig, build_unet
 
     _photo_folder(tmp_path / "photos")
-    photos.load_photos(tmp_path / "photos", size=16, progress=False, workers=1)  # fill the caches once
+    photo_data.load_photos(tmp_path / "photos", size=16, progress=False, workers=1)  # fill the caches once
     mp.spawn(_rank_main, args=(str(tmp_path),), nprocs=WORLD, join=True)
     weights = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(WORLD)]
     for name, value in weights[0].items():
@@ -62,3 +65,8 @@ def test_two_ranks_end_with_identical_weights(tmp_path, tmp_course_dirs):
     start = build_unet(UNetConfig.photo_small(16, base_channels=8, groups=4)).state_dict()
     assert any(not torch.equal(start[k], weights[0][k]) for k in start if k in weights[0])  # it did train
     assert len(list((tmp_path / "run").glob("epoch_*.safetensors"))) == 1  # rank 0 alone writes checkpoints
+    record = training.read_record(training.last_checkpoint(tmp_path / "run"))
+    recipe = Recipe.from_dict(record["recipe"])  # the run's record holds the one recipe type
+    assert (recipe.name, recipe.batch_size) == ("photo-16", 2)
+    assert recipe.extra["world_size"] == 2 and recipe.extra["n_photos"] == 8
+    assert not list((tmp_path / "run").glob("samples_epoch_*.png"))  # sample_every=None: no grids

@@ -1,15 +1,21 @@
-"""The feature-conditioned photo model: blocks, UNet configs, data, augmentation, sampling, fidelity."""
+"""The feature-conditioned photo model: blocks, UNet configs, data, augmentation, sampling, fidelity,
+recipes and checkpoints (the shipped photo-32 included)."""
 import matplotlib
 
 matplotlib.use("Agg")
 
+import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from course_utils import features, guidance, layers, photos, training, widgets
+from course_utils import config, features, guidance, layers, photo_data, photos, schedules, widgets
+from course_utils.files import sha256_file
+from course_utils.noise import PerSample, image_seed
+from course_utils.recipes import Recipe
 from course_utils.unet import ResUNet, UNetConfig, build_unet, count_parameters
 
 TINY = UNetConfig.photo_small(16, base_channels=8, groups=4)  # 16 px, 8-16-16 channels, attention at 4x4
@@ -166,6 +172,13 @@ def photo_folder(tmp_path):
     return folder
 
 
+def test_photo_data_names_stay_importable_from_photos():
+    for name in photo_data.__all__:  # notebooks and student copies call photos.load_photos, photos.Augment, ...
+        assert getattr(photos, name) is getattr(photo_data, name)
+    torch.testing.assert_close(photos.ddim_times(50), schedules.step_times(50, 1000))
+    assert photos.ddim_times(7)[0] == 1 and photos.ddim_times(7)[-1] == 0
+
+
 def test_load_photos_crops_measures_caches_and_reports(photo_folder, tmp_course_dirs):
     ps = photos.load_photos(photo_folder, size=16, progress=False, workers=1)
     assert len(ps) == 6 and ps.images.shape == (6, 3, 16, 16) and ps.images.dtype == torch.uint8
@@ -241,19 +254,62 @@ def test_generate_sweep_and_like():
     base = torch.full((32,), 0.5)
     x = photos.generate(model, base, n=2, steps=4, seed=3)
     assert x.shape == (2, 3, 16, 16) and x.abs().max() <= 1
-    torch.testing.assert_close(photos.generate(model, base, n=2, steps=4, seed=3), x)  # deterministic (eta = 0)
+    torch.testing.assert_close(photos.generate(model, base, n=2, steps=4, seed=3), x, rtol=0, atol=0)  # seeded
+    assert not torch.allclose(x[0], x[1])  # two images of one request: two seeds
+    assert not torch.allclose(photos.generate(model, base, n=2, steps=4, seed=4), x)
     row = photos.feature_sweep(model, base, "dominant_hue", values=[0.0, 1.0], steps=4)
     assert row.shape == (2, 3, 16, 16) and not torch.allclose(row[0], row[1])
     with pytest.raises(ValueError, match="unknown feature"):
         photos.feature_sweep(model, base, "hue", steps=4)
     with pytest.raises(ValueError):
         photos.generate(model, torch.full((32,), 2.0), steps=4)
+    with pytest.raises(ValueError, match="2 streams for 3 images"):
+        photos.generate(model, base, n=3, steps=4, generator=PerSample([1, 2]))
+    with pytest.raises(ValueError, match="noise must have shape"):
+        photos.generate(model, base, n=2, steps=4, noise=torch.randn(2, 3, 8, 8))
     img = np.zeros((20, 20, 3), np.float32)
     img[5:15, 5:15] = [0.9, 0.5, 0.1]
     images, target = photos.generate_like(model, img, n=1, steps=3, only="LIGHTING")
     assert images.shape == (1, 3, 16, 16)
     lit = [features.index(n) for n in features.FEATURE_GROUPS["LIGHTING"]]
     torch.testing.assert_close(target[lit], torch.from_numpy(features.extract_features(img))[lit])
+
+
+def test_generate_draws_each_image_from_its_own_seed():
+    """Per-sample noise: an image is the same whether drawn alone or in a batch of 3."""
+    model = tiny_model()
+    feats = torch.rand(3, 32, generator=torch.Generator().manual_seed(0))
+    batch = photos.generate(model, feats, steps=4, seed=7)  # eta = 1: start noise and step noise
+    alone = photos.generate(model, feats[:1], steps=4, seed=7)  # image 0 of a request with seed 7
+    torch.testing.assert_close(alone[0], batch[0], rtol=0, atol=1e-5)
+    third = photos.generate(model, feats[2:], steps=4, generator=PerSample([image_seed(7, 2)]))
+    torch.testing.assert_close(third[0], batch[2], rtol=0, atol=1e-5)
+    # given start noise replaces the first draw only: the same noise gives the same images
+    start = PerSample.from_seed(7, 3).randn((3, 3, 16, 16))
+    torch.testing.assert_close(photos.generate(model, feats, steps=4, seed=7, noise=start), batch, rtol=0, atol=1e-6)
+
+
+def test_feature_sweep_shares_the_noise_and_moves_only_the_feature():
+    model = tiny_model()
+    base = torch.full((32,), 0.5)
+    row = photos.feature_sweep(model, base, "temperature", values=[0.2, 0.9, 0.2], steps=4, seed=5)
+    torch.testing.assert_close(row[2], row[0], rtol=0, atol=1e-6)  # same feature value, same noise: same image
+    assert (row[1] - row[0]).abs().max() > 1e-3  # the feature alone changes the image
+    asked = base.clone()
+    asked[features.index("temperature")] = 0.2
+    alone = photos.generate(model, asked, steps=4, seed=5)  # each image is what generate draws alone
+    torch.testing.assert_close(row[0], alone[0], rtol=0, atol=1e-5)
+
+
+def test_measure_fidelity_does_not_depend_on_the_batch():
+    model = tiny_model()
+    req = torch.rand(4, 32, generator=torch.Generator().manual_seed(1))
+    scores, images, measured = photos.measure_fidelity(model, req, batch=4, steps=2, seed=3)
+    _, by_three, _ = photos.measure_fidelity(model, req, batch=3, steps=2, seed=3)
+    torch.testing.assert_close(by_three, images, rtol=0, atol=1e-5)
+    assert measured.shape == (4, 32) and "ALL" in scores
+    with pytest.raises(ValueError, match="batch"):
+        photos.measure_fidelity(model, req, batch=0, steps=2)
 
 
 def test_feature_fidelity_perfect_and_baseline():
@@ -275,6 +331,12 @@ def test_feature_fidelity_perfect_and_baseline():
 # Training, resume, checkpoints
 
 
+def training_record(run_dir):
+    from course_utils import checkpoints
+
+    return checkpoints.read_record(checkpoints.last_checkpoint(run_dir))
+
+
 def _train(ps, run_dir, epochs):
     return photos.train_photo_model(ps, cfg=TINY, epochs=epochs, batch_size=4, lr=1e-3, run_dir=run_dir,
                                     sample_every=None, progress=False, augment_with=photos.Augment(), seed=0)
@@ -291,10 +353,16 @@ def test_training_resumes_exactly_and_checkpoint_checks(photo_folder, tmp_course
         torch.testing.assert_close(a, b, msg=name)
     torch.testing.assert_close(straight.cond_mean, ps.stats()[0])  # statistics saved with the model
 
-    path = photos.export(straight, tmp_path / "photo-16.safetensors", result, photos.recipe_of(ps, TINY))
+    run_recipe = Recipe.from_dict(training_record(tmp_path / "a")["recipe"])  # the run's checkpoints say it too
+    assert (run_recipe.name, run_recipe.epochs, run_recipe.lr) == ("photo-16", 2, 1e-3)
+    assert run_recipe.extra["world_size"] == 1 and run_recipe.extra["augment"] == dataclasses.asdict(photos.Augment())
+    recipe = photos.recipe_of(ps, TINY, epochs=2, lr=1e-3, augment=None)
+    path = photos.export(straight, tmp_path / "photo-16.safetensors", result, recipe)
     model, record = photos.load_photo_model(path, image_size=16, device=torch.device("cpu"))
     torch.testing.assert_close(model.cond_std, straight.cond_std, atol=1e-6, rtol=0)  # exact, not float16
-    assert record["recipe"]["feature_names"] == list(features.FEATURE_NAMES)
+    assert model.prediction == "eps"
+    assert Recipe.from_dict(record["recipe"]) == recipe
+    assert record["recipe"]["extra"]["feature_names"] == list(features.FEATURE_NAMES)
     with pytest.raises(ValueError, match="16x16 images, not 32x32"):
         photos.load_photo_model(path, image_size=32)
     renamed = list(features.FEATURE_NAMES)
@@ -305,6 +373,67 @@ def test_training_resumes_exactly_and_checkpoint_checks(photo_folder, tmp_course
         photos.load_photo_model(path, feature_names=features.FEATURE_NAMES[:16])
     with pytest.raises(ValueError, match="the model is for 32 px"):
         photos.train_photo_model(ps, cfg=UNetConfig.photo_small(32), epochs=1)
+
+
+def test_recipe_of_fills_the_recipe_and_extra(photo_folder, tmp_course_dirs):
+    ps = photos.load_photos(photo_folder, size=16, progress=False, workers=1)
+    r = photos.recipe_of(ps, TINY, p_uncond=0.2, batch_size=8, lr=3e-4, ema_decay=0.99, seed=5, epochs=7,
+                         augment={"flip": 0.5}, world_size=2)
+    assert isinstance(r, Recipe)
+    assert (r.name, r.objective, r.schedule, r.T, r.unet) == ("photo-16", "ddpm", "cosine", 1000, TINY)
+    assert (r.p_uncond, r.batch_size, r.lr, r.optimizer) == (0.2, 8, 3e-4, "adamw")
+    assert (r.ema_decay, r.seed, r.epochs) == (0.99, 5, 7)
+    assert r.prediction == "eps" and r.lr_schedule == "constant"
+    assert list(r.extra) == ["feature_names", "feature_version", "feature_mean", "feature_std", "augment", "data",
+                             "n_photos", "world_size"]
+    assert r.extra["n_photos"] == 6 and r.extra["augment"] == {"flip": 0.5} and r.extra["world_size"] == 2
+    torch.testing.assert_close(torch.tensor(r.extra["feature_mean"]), ps.stats()[0], atol=1e-6, rtol=0)
+    assert Recipe.from_dict(json.loads(json.dumps(r.to_dict()))) == r  # through the JSON record and back
+    with pytest.raises(ValueError, match="divisible by 16"):
+        photos.model_config(24, "full")
+    with pytest.raises(ValueError, match="divisible by 4"):
+        photos.model_config(18, "small")
+    with pytest.raises(ValueError, match="at least 8"):
+        photos.model_config(4, "small")
+
+
+SHIPPED = config.checkpoint_dir() / "photo-32.safetensors"
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped photo-32 checkpoint is missing")
+def test_shipped_photo_32_record_loads_and_round_trips(tmp_path):
+    model, record = photos.load_photo_model(SHIPPED, image_size=32, device=torch.device("cpu"))
+    on_disk = json.loads(SHIPPED.with_suffix(".json").read_text())
+    assert record == on_disk  # already in the current layout
+    r = Recipe.from_dict(record["recipe"])
+    assert r.to_dict() == record["recipe"]
+    assert (r.name, r.objective, r.schedule, r.T, r.prediction) == ("photo-32", "ddpm", "cosine", 1000, "eps")
+    assert (r.epochs, r.batch_size, r.lr, r.ema_decay, r.p_uncond, r.optimizer) == (12, 16, 2e-4, 0.998, 0.1, "adamw")
+    assert r.unet == model.cfg == UNetConfig.photo_small(32) and r.sha256 == record["sha256"] == sha256_file(SHIPPED)
+    assert r.extra["feature_names"] == list(features.FEATURE_NAMES) and r.extra["n_photos"] == 3670
+    torch.testing.assert_close(model.cond_mean, torch.tensor(r.extra["feature_mean"]))
+    torch.testing.assert_close(model.cond_std, torch.tensor(r.extra["feature_std"]))
+    assert model.prediction == "eps" and len(record["epoch_losses"]) == record["epochs"] == 12
+
+    # the older flat layout (a student's own checkpoint from before) still loads, as the same model
+    flat = dict(on_disk)
+    flat["recipe"] = dict(
+        r.extra, image_size=32, objective="ddpm", schedule="cosine", T=1000, p_uncond=0.1,
+    )
+    shutil.copy(SHIPPED, tmp_path / "old.safetensors")
+    (tmp_path / "old.json").write_text(json.dumps(flat))
+    old, old_record = photos.load_photo_model(tmp_path / "old.safetensors", image_size=32, device=torch.device("cpu"))
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(old.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    converted = Recipe.from_dict(old_record["recipe"])
+    assert converted.extra == r.extra and converted.unet == r.unet and converted.epochs == 12
+    assert "not recorded" in converted.trained
+    with pytest.raises(ValueError, match="32x32 images, not 64x64"):
+        photos.load_photo_model(tmp_path / "old.safetensors", image_size=64)
+    flat["recipe"]["feature_names"] = list(reversed(features.FEATURE_NAMES))
+    (tmp_path / "old.json").write_text(json.dumps(flat))
+    with pytest.raises(ValueError, match="different feature set"):
+        photos.load_photo_model(tmp_path / "old.safetensors")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,11 +468,14 @@ def test_command_line_trains_exports_and_scores(photo_folder, tmp_course_dirs, t
 
     out = tmp_path / "cli" / "photo-16.safetensors"
     argv = ["train", "photo", "--data", str(photo_folder), "--size", "16", "--model", "small", "--epochs", "1",
-            "--batch-size", "4", "--sample-every", "0", "--fidelity", "2", "--run-dir", str(tmp_path / "cli-run"),
+            "--batch-size", "4", "--sample-every", "1", "--fidelity", "2", "--run-dir", str(tmp_path / "cli-run"),
             "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "6 photos at 16 px" in printed and "img/s" in printed and "TOPOLOGY" in printed
     model, record = photos.load_photo_model(out, image_size=16)
-    assert record["recipe"]["n_photos"] == 6 and model.cfg.image_size == 16
+    r = Recipe.from_dict(record["recipe"])
+    assert r.extra["n_photos"] == 6 and model.cfg.image_size == 16
+    assert (r.name, r.epochs, r.batch_size, r.ema_decay) == ("photo-16", 1, 4, 0.999)
     assert set(json.loads((tmp_path / "cli-run" / "fidelity.json").read_text())) >= {"COLOR", "ALL"}
+    assert (tmp_path / "cli-run" / "samples_epoch_0001.png").is_file()  # photos saves the grid, not the loop
