@@ -8,6 +8,7 @@ and CPU time (on a machine shared with other jobs the CPU time is the one to quo
 run :func:`course_utils.features.extract_folder` (load, decode, measure) with ``--workers``
 processes, first without a cache, then twice with a fresh cache (cold, then warm).
 """
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@ UNet does. Run it from the repository root::
 
 diffusers is optional (``pip install diffusers``); without it the course UNet is still measured.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -130,8 +131,10 @@ def main(argv: list[str] | None = None) -> dict:
     except ImportError:
         print("diffusers is not installed: measuring the course UNet only (pip install diffusers to compare)")
 
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} CPU threads, batch {args.batch}, fwd + bwd + AdamW")
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} CPU threads, batch {args.batch}, fwd + bwd + AdamW"
+    )
     results = {"torch": torch.__version__, "threads": torch.get_num_threads(), "batch": args.batch, "runs": []}
     for name in devices:
         device = torch.device(name)

@@ -14,4 +14,5 @@ Conventions, stated once and used everywhere:
 
 Import the modules you need explicitly: ``from course_utils import schedules, plotting``.
 """
+
 __version__ = "0.1.0"

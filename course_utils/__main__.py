@@ -16,6 +16,7 @@
 noise from its own seed (:class:`course_utils.noise.PerSample`), so ``--batch`` never changes a
 sample.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="python -m course_utils",
-        description="Train or sample the course models. Instructors' tools: figures, student-version, colab (each has --help).",
+        description=(
+            "Train or sample the course models. Instructors' tools: figures, student-version, colab (each has --help)."
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the named models and whether their checkpoints are present")
@@ -56,8 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--fast", action="store_true", help="use the fast-mode checkpoint")
     sample.add_argument("--out", type=Path, default=Path("samples.npz"))
     sample.add_argument("--no-progress", action="store_true")
-    sample.add_argument("--score", action="store_true",
-                        help="also score the samples with the course classifier (FD, confident reads, accuracy)")
+    sample.add_argument(
+        "--score",
+        action="store_true",
+        help="also score the samples with the course classifier (FD, confident reads, accuracy)",
+    )
     return parser
 
 
@@ -98,11 +104,18 @@ def build_photo_parser(prog: str = "python -m course_utils train photo") -> argp
     """The options of ``train photo`` (every value is checked here, before any photo is read)."""
     p = argparse.ArgumentParser(prog=prog, description="Train the feature-conditioned photo model.")
     p.add_argument("--data", type=Path, default=None, help="folder of photos (default: the flower photos)")
-    p.add_argument("--size", type=int, default=None,
-                   help="image size in px: at least 8, divisible by 4 (small) or 16 (full); "
-                        "default 256, 32 in fast mode")
-    p.add_argument("--model", choices=("full", "small"), default=None,
-                   help="full: the 64-128-256-512-512 plan; small: 32-64-64 (default: small below 64 px)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="image size in px: at least 8, divisible by 4 (small) or 16 (full); default 256, 32 in fast mode",
+    )
+    p.add_argument(
+        "--model",
+        choices=("full", "small"),
+        default=None,
+        help="full: the 64-128-256-512-512 plan; small: 32-64-64 (default: small below 64 px)",
+    )
     p.add_argument("--epochs", type=_at_least_1, default=None, help="default 100; 1 in fast mode")
     p.add_argument("--batch-size", type=_at_least_1, default=4, help="per process")
     p.add_argument("--lr", type=_positive, default=1e-4)
@@ -113,11 +126,16 @@ def build_photo_parser(prog: str = "python -m course_utils train photo") -> argp
     p.add_argument("--sample-every", type=_at_least_0, default=1, help="sample grid every N epochs (0: never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-dir", type=Path, default=None, help="default runs/photo-<size>")
-    p.add_argument("--out", type=Path, default=None,
-                   help="exported weights (default <checkpoints>/photo-<size>.safetensors)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="exported weights (default <checkpoints>/photo-<size>.safetensors)"
+    )
     p.add_argument("--no-amp", action="store_true")
-    p.add_argument("--fidelity", type=_at_least_0, default=64,
-                   help="measure feature fidelity on N >= 2 photos' features at the end (0: skip)")
+    p.add_argument(
+        "--fidelity",
+        type=_at_least_0,
+        default=64,
+        help="measure feature fidelity on N >= 2 photos' features at the end (0: skip)",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -197,22 +215,46 @@ def train_photo_main(argv: list[str] | None = None) -> int:
     if world > 1 and rank == 0:
         dist.barrier()
     if rank == 0:
-        print(f"{len(ps)} photos at {size} px from {ps.folder} ({len(ps.failures)} unreadable) "
-              f"in {time.perf_counter() - started:.0f} s")
+        print(
+            f"{len(ps)} photos at {size} px from {ps.folder} ({len(ps.failures)} unreadable) "
+            f"in {time.perf_counter() - started:.0f} s"
+        )
     aug = None if args.no_augment else photos.Augment()
     model, result = photos.train_photo_model(
-        ps, cfg=cfg, epochs=epochs, batch_size=args.batch_size, lr=args.lr, p_uncond=args.p_uncond,
-        ema_decay=args.ema, augment_with=aug, seed=args.seed, run_dir=run_dir, sample_every=args.sample_every,
-        amp=not args.no_amp, progress=not args.no_progress, device=device,
+        ps,
+        cfg=cfg,
+        epochs=epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        p_uncond=args.p_uncond,
+        ema_decay=args.ema,
+        augment_with=aug,
+        seed=args.seed,
+        run_dir=run_dir,
+        sample_every=args.sample_every,
+        amp=not args.no_amp,
+        progress=not args.no_progress,
+        device=device,
     )
     if rank == 0:
         seen = result.step * args.batch_size * world
         train_s = sum(result.epoch_seconds)
-        print(f"trained {result.epoch} epochs, {result.step} steps, {train_s:.0f} s of training, "
-              f"{seen / max(train_s, 1e-9):.1f} img/s, last epoch loss {result.epoch_losses[-1]:.4f}")
-        recipe = photos.recipe_of(ps, cfg, epochs=epochs, batch_size=args.batch_size, lr=args.lr,
-                                  p_uncond=args.p_uncond, ema_decay=args.ema, seed=args.seed,
-                                  augment=asdict(aug) if aug else None, world_size=world)
+        print(
+            f"trained {result.epoch} epochs, {result.step} steps, {train_s:.0f} s of training, "
+            f"{seen / max(train_s, 1e-9):.1f} img/s, last epoch loss {result.epoch_losses[-1]:.4f}"
+        )
+        recipe = photos.recipe_of(
+            ps,
+            cfg,
+            epochs=epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            p_uncond=args.p_uncond,
+            ema_decay=args.ema,
+            seed=args.seed,
+            augment=asdict(aug) if aug else None,
+            world_size=world,
+        )
         out = settings["out"]
         photos.export(model, out, result, recipe)
         print(f"saved {out}")
@@ -275,8 +317,15 @@ def main(argv: list[str] | None = None) -> int:
         for start in range(0, args.n, args.batch):
             part = labels[start : start + args.batch]
             generator = PerSample.from_seed(args.seed, part.numel(), start=start)  # image i: its own seed
-            x = pretrained.generate(model, r, part.numel(), steps=args.steps, guidance_scale=args.guidance,
-                                    labels=part if conditional else None, generator=generator)
+            x = pretrained.generate(
+                model,
+                r,
+                part.numel(),
+                steps=args.steps,
+                guidance_scale=args.guidance,
+                labels=part if conditional else None,
+                generator=generator,
+            )
             chunks.append(data.to_unit(x).cpu()[:, 0])  # (b, 28, 28)
             bar.update(part.numel())
     images = torch.cat(chunks).numpy().astype(np.float32)
@@ -290,8 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.score:
         from . import metrics
 
-        report = metrics.digit_quality(torch.from_numpy(images)[:, None], labels if conditional else None,
-                                       scale="unit")
+        report = metrics.digit_quality(torch.from_numpy(images)[:, None], labels if conditional else None, scale="unit")
         print(f"{args.name}: {metrics.format_quality(report)}")
     return 0
 

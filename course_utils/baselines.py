@@ -6,6 +6,7 @@ highest PSNR against the clean image, an *oracle-tuned* baseline (it peeks at th
 any model that beats it beats every blur. The blur is the course's one
 (:func:`course_utils.filters.gaussian_blur`), the PSNR the course's one (:func:`course_utils.metrics.psnr`).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -24,7 +25,9 @@ def mse_psnr(x: Tensor, ref: Tensor, data_range: float = 2.0) -> float:
     return psnr(x, ref, data_range=data_range)
 
 
-def best_blur(noisy: Tensor, clean: Tensor, sigmas: Sequence[float] = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)) -> tuple[Tensor, float]:
+def best_blur(
+    noisy: Tensor, clean: Tensor, sigmas: Sequence[float] = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
+) -> tuple[Tensor, float]:
     """The blur (of the candidate ``sigmas``) with the highest PSNR against ``clean`` (images in
     [-1, 1]): ``(image, sigma)``."""
     best = max(sigmas, key=lambda s: psnr(gaussian_blur(noisy, s), clean, data_range=2.0))

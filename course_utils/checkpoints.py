@@ -15,6 +15,7 @@ do the MNIST models, the classifier and the photo models. Loading checks the has
 registry's for a shipped file, else the record's): a changed or half-written file fails with
 :class:`~course_utils.errors.CheckpointError`.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,14 @@ from .errors import CheckpointError
 from .files import atomic_path, atomic_write, sha256_file
 
 __all__ = [
-    "CheckpointError", "save_checkpoint", "read_record", "load_checkpoint", "last_checkpoint", "load_weights",
-    "export_weights", "machine_description",
+    "CheckpointError",
+    "save_checkpoint",
+    "read_record",
+    "load_checkpoint",
+    "last_checkpoint",
+    "load_weights",
+    "export_weights",
+    "machine_description",
 ]
 
 
@@ -75,8 +82,10 @@ def read_record(path: str | Path) -> dict:
     try:
         return json.loads(sidecar.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{sidecar} is not a readable JSON record ({err}): it was cut short or edited; "
-                              "restore it, or delete both files to retrain") from err
+        raise CheckpointError(
+            f"{sidecar} is not a readable JSON record ({err}): it was cut short or edited; "
+            "restore it, or delete both files to retrain"
+        ) from err
 
 
 def load_checkpoint(path: str | Path, *, sha256: str | None = None) -> tuple[dict[str, Tensor], dict]:
@@ -150,5 +159,7 @@ def machine_description(device: torch.device | str = "cpu") -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return (f"{platform.system()} {cpu}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch thread(s), "
-            f"torch {torch.__version__}, device {device}")
+    return (
+        f"{platform.system()} {cpu}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch thread(s), "
+        f"torch {torch.__version__}, device {device}"
+    )

@@ -32,6 +32,7 @@ Conventions are the course's: time runs from 0 (data) to 1 (noise); ``alpha_bar`
 tensors that broadcast against the images (0-dim for one time, (B, 1, 1, 1) for one per image);
 ``z`` is the standard normal noise a stochastic step adds, passed in so answers are comparable.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -138,8 +139,16 @@ def _difference(expected, got, *, atol: float, rtol: float, label: str = "") -> 
     )
 
 
-def run_cases(exercise: str, fn: Callable, cases: Sequence[Case], *, atol: float = 1e-5, rtol: float = 1e-5,
-              hint: str = "", verbose: bool = True) -> CheckResult:
+def run_cases(
+    exercise: str,
+    fn: Callable,
+    cases: Sequence[Case],
+    *,
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
+    hint: str = "",
+    verbose: bool = True,
+) -> CheckResult:
     """Call ``fn(*case.args)`` on every case, compare with ``case.expected``; print and return the verdict."""
     if not callable(fn):
         message = f"FAIL: {exercise}\n  expected a function, got {type(fn).__name__}"
@@ -148,7 +157,9 @@ def run_cases(exercise: str, fn: Callable, cases: Sequence[Case], *, atol: float
         try:
             got = fn(*(_clone(a) for a in case.args))
         except NotImplementedError as err:
-            message = f"NOT DONE: {exercise}\n  the function still raises NotImplementedError({str(err)!r}): write its body"
+            message = (
+                f"NOT DONE: {exercise}\n  the function still raises NotImplementedError({str(err)!r}): write its body"
+            )
             return _report(CheckResult(exercise, False, message, len(cases), number), verbose)
         except Exception as err:  # noqa: BLE001 - any error of the student's code is the verdict
             problem = f"raised {type(err).__name__}: {err}"
@@ -211,8 +222,13 @@ def check_forward_noising(fn: Callable, *, verbose: bool = True) -> CheckResult:
     g = _seeded(3)
     x0, eps = _randn((2, 1, 6, 6), g), _randn((2, 1, 6, 6), g)
     linear = schedules.linear_schedule(1000)
-    cases.append(Case("x0 (2, 1, 6, 6), linear, one time t = 0.5 (alpha_bar a 0-dim tensor)",
-                      (x0, linear.alpha_bar(0.5), eps), linear.add_noise(x0, torch.tensor(0.5), eps)))
+    cases.append(
+        Case(
+            "x0 (2, 1, 6, 6), linear, one time t = 0.5 (alpha_bar a 0-dim tensor)",
+            (x0, linear.alpha_bar(0.5), eps),
+            linear.add_noise(x0, torch.tensor(0.5), eps),
+        )
+    )
     hint = "x_t = sqrt(alpha_bar) * x0 + sqrt(1 - alpha_bar) * eps: both coefficients are square roots"
     return run_cases("forward noising", fn, cases, hint=hint, verbose=verbose)
 
@@ -253,7 +269,10 @@ def check_denoising_loss(fn: Callable, *, verbose: bool = True) -> CheckResult:
             with torch.no_grad():  # losses draws eps from the generator exactly as above
                 expected = losses.denoising_loss(model, x0, sigma=sigma, generator=_seeded(seed + 20))
             cases.append(Case(f"x0 {shape} in [0, 1], sigma = {sigma}, seed {seed}", (model, x0, sigma, eps), expected))
-    hint = "z = x0 + sigma * eps; loss = mean((model(z) - x0) ** 2): the target is the clean image, the mean is over every pixel"
+    hint = (
+        "z = x0 + sigma * eps; loss = mean((model(z) - x0) ** 2): the target is the clean image, "
+        "the mean is over every pixel"
+    )
     return run_cases("single-step denoising loss", fn, cases, atol=1e-6, rtol=1e-5, hint=hint, verbose=verbose)
 
 
@@ -276,8 +295,10 @@ def _step_cases(make_expected: Callable, extra: Sequence = (None,)) -> list[Case
                     abar_t, abar_s = schedule.alpha_bar(torch.tensor(t)), schedule.alpha_bar(torch.tensor(s))
                     expected = make_expected(_constant_model(eps_hat), x_t, t, s, schedule, noise_seed, option)
                     args = (x_t, eps_hat, abar_t, abar_s) + ((option,) if option is not None else ()) + (z,)
-                    about = (f"x_t {shape}, {schedule.name}, step t = {t} -> s = {s} (alpha_bar {abar_t.item():.4f} -> "
-                             f"{abar_s.item():.4f})" + (f", eta = {option}" if option is not None else "") + f", seed {seed}")
+                    about = (
+                        f"x_t {shape}, {schedule.name}, step t = {t} -> s = {s} (alpha_bar {abar_t.item():.4f} -> "
+                        f"{abar_s.item():.4f})" + (f", eta = {option}" if option is not None else "") + f", seed {seed}"
+                    )
                     cases.append(Case(about, args, expected))
     return cases
 
@@ -294,9 +315,11 @@ def check_ddpm_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
     def expected(model, x_t, t, s, schedule, noise_seed, _):
         return samplers.ddpm_step(model, x_t, t, s, schedule, generator=_seeded(noise_seed))
 
-    hint = ("x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t); alpha = abar_t / abar_s, beta = 1 - alpha; "
-            "x_s = sqrt(abar_s) beta / (1 - abar_t) x0_hat + sqrt(alpha) (1 - abar_s) / (1 - abar_t) x_t "
-            "+ sqrt(beta (1 - abar_s) / (1 - abar_t)) z")
+    hint = (
+        "x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t); alpha = abar_t / abar_s, beta = 1 - alpha; "
+        "x_s = sqrt(abar_s) beta / (1 - abar_t) x0_hat + sqrt(alpha) (1 - abar_s) / (1 - abar_t) x_t "
+        "+ sqrt(beta (1 - abar_s) / (1 - abar_t)) z"
+    )
     return run_cases("DDPM ancestral step", fn, _step_cases(expected), atol=2e-4, rtol=1e-4, hint=hint, verbose=verbose)
 
 
@@ -319,9 +342,17 @@ def check_flow_matching(fn: Callable, *, verbose: bool = True) -> CheckResult:
             x0, eps = _randn(shape, g), _randn(shape, g)
             t = torch.rand(shape[0], generator=g)
             expected = (flow.add_noise(x0, t, eps), targets.velocity_from_eps_x0(eps, x0))
-            cases.append(Case(f"x0 {shape}, t = {_times(t)} (shaped (B, 1, 1, 1)), seed {seed}", (x0, eps, t.reshape(-1, 1, 1, 1)), expected))
-    hint = ("xt = (1 - t) * x0 + t * eps and u = d xt / dt = eps - x0 (here t = 0 is data; "
-            "papers that run time the other way flip both)")
+            cases.append(
+                Case(
+                    f"x0 {shape}, t = {_times(t)} (shaped (B, 1, 1, 1)), seed {seed}",
+                    (x0, eps, t.reshape(-1, 1, 1, 1)),
+                    expected,
+                )
+            )
+    hint = (
+        "xt = (1 - t) * x0 + t * eps and u = d xt / dt = eps - x0 (here t = 0 is data; "
+        "papers that run time the other way flip both)"
+    )
     return run_cases("flow-matching input and target", fn, cases, hint=hint, verbose=verbose)
 
 
@@ -347,8 +378,13 @@ def check_cfg(fn: Callable, *, verbose: bool = True) -> CheckResult:
                 return torch.where(is_null, out_uncond.repeat(k, 1, 1, 1), out_cond.repeat(k, 1, 1, 1))
 
             expected = guidance.cfg(model, w)(x, torch.full((B,), 0.5), labels)
-            cases.append(Case(f"outputs {shape}, guidance scale w = {w}, seed {seed}", (out_uncond, out_cond, w), expected))
-    hint = "out = out_uncond + w * (out_cond - out_uncond): w = 0 gives the unconditional output, w = 1 the conditional one"
+            cases.append(
+                Case(f"outputs {shape}, guidance scale w = {w}, seed {seed}", (out_uncond, out_cond, w), expected)
+            )
+    hint = (
+        "out = out_uncond + w * (out_cond - out_uncond): w = 0 gives the unconditional output, "
+        "w = 1 the conditional one"
+    )
     return run_cases("classifier-free guidance", fn, cases, hint=hint, verbose=verbose)
 
 
@@ -367,8 +403,10 @@ def check_ddim_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
     def expected(model, x_t, t, s, schedule, noise_seed, eta):
         return samplers.ddim_step(model, x_t, t, s, schedule, eta=eta, generator=_seeded(noise_seed))
 
-    hint = ("x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t); c = eta * sqrt((1 - abar_s) / (1 - abar_t) "
-            "* (1 - abar_t / abar_s)); x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - c^2) eps_hat + c z")
+    hint = (
+        "x0_hat = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t); c = eta * sqrt((1 - abar_s) / (1 - abar_t) "
+        "* (1 - abar_t / abar_s)); x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - c^2) eps_hat + c z"
+    )
     cases = _step_cases(expected, extra=(0.0, 0.5, 1.0))
     return run_cases("DDIM step", fn, cases, atol=2e-4, rtol=1e-4, hint=hint, verbose=verbose)
 
@@ -397,8 +435,10 @@ def check_inpainting_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
             expected = editing.repaint_project(x, x_known, mask, t.item(), schedule, generator=_seeded(200 + seed))
             about = f"x {shape}, mask {tuple(mask.shape)} (1 = known), {schedule.name}, t = {t.item():.3f}, seed {seed}"
             cases.append(Case(about, (x, x_known, mask, alpha_bar, eps), expected))
-    hint = ("noise the known image to the current level first: noised_known = sqrt(alpha_bar) x_known + "
-            "sqrt(1 - alpha_bar) eps; then keep it where mask = 1: mask * noised_known + (1 - mask) * x")
+    hint = (
+        "noise the known image to the current level first: noised_known = sqrt(alpha_bar) x_known + "
+        "sqrt(1 - alpha_bar) eps; then keep it where mask = 1: mask * noised_known + (1 - mask) * x"
+    )
     return run_cases("inpainting step", fn, cases, hint=hint, verbose=verbose)
 
 
@@ -437,8 +477,10 @@ def check_feature(fn: Callable, name: str = "temperature", *, atol: float = 1e-4
     if name not in features.FEATURE_NAMES:
         raise ValueError(f"unknown feature {name!r}; the 32 are: {', '.join(features.FEATURE_NAMES)}")
     k = features.index(name)
-    cases = [Case(f"{about} {img.shape}", (img,), float(features.extract_features(img, value_range=(0.0, 1.0))[k]))
-             for about, img in _test_photos()]
+    cases = [
+        Case(f"{about} {img.shape}", (img,), float(features.extract_features(img, value_range=(0.0, 1.0))[k]))
+        for about, img in _test_photos()
+    ]
     hints = {"temperature": "clip(0.5 + mean(R - B), 0, 1) over all pixels, with R and B in [0, 1]"}
     hint = hints.get(name, features.FEATURES[k].meaning + " (see the formula table in course_utils/features.py)")
     return run_cases(f"feature {name}", fn, cases, atol=atol, rtol=0.0, hint=hint, verbose=verbose)

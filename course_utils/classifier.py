@@ -16,6 +16,7 @@ your machine against its own record, the rule of :func:`course_utils.pretrained.
 raises :class:`~course_utils.errors.CheckpointError` on a mismatch; without the file it trains the
 classifier (a few minutes on a CPU) and caches it. Loaded models are kept in memory.
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,8 +33,17 @@ from .files import sha256_file
 from .recipes import Recipe
 
 __all__ = [
-    "MnistClassifier", "random_shift", "classification_loss", "evaluate", "RECIPE", "CLASSIFIER_FILE",
-    "CLASSIFIER_SHA256", "train_classifier", "save_classifier", "load_classifier", "checkpoint_path",
+    "MnistClassifier",
+    "random_shift",
+    "classification_loss",
+    "evaluate",
+    "RECIPE",
+    "CLASSIFIER_FILE",
+    "CLASSIFIER_SHA256",
+    "train_classifier",
+    "save_classifier",
+    "load_classifier",
+    "checkpoint_path",
     "CheckpointError",
 ]
 
@@ -55,9 +65,11 @@ RECIPE = Recipe(
     extra=dict(max_shift=2),
     # SHA-256 of the shipped checkpoint; a file that does not match is refused.
     sha256="fa1e60fc6f391c79a1a589b4bdbcade008d741e474bfac74d27878a619c18eaa",
-    trained=("3 epochs (1,407 steps) over the 60,000 training digits, 368 s wall-clock on 1 thread of a 2-core "
-             "Intel Xeon, torch 2.13 CPU, with the course's earlier classifier loop (AdamW, per-step cosine decay, "
-             "shifts of up to 2 px); 99.36% test accuracy"),
+    trained=(
+        "3 epochs (1,407 steps) over the 60,000 training digits, 368 s wall-clock on 1 thread of a 2-core "
+        "Intel Xeon, torch 2.13 CPU, with the course's earlier classifier loop (AdamW, per-step cosine decay, "
+        "shifts of up to 2 px); 99.36% test accuracy"
+    ),
 )
 CLASSIFIER_SHA256 = RECIPE.sha256
 
@@ -87,8 +99,12 @@ class MnistClassifier(nn.Module):
     def __init__(self, dropout: float = 0.3):
         super().__init__()
         self.body = nn.Sequential(
-            _conv_bn_relu(1, 32), _conv_bn_relu(32, 32), nn.MaxPool2d(2),
-            _conv_bn_relu(32, 64), _conv_bn_relu(64, 64), nn.MaxPool2d(2),
+            _conv_bn_relu(1, 32),
+            _conv_bn_relu(32, 32),
+            nn.MaxPool2d(2),
+            _conv_bn_relu(32, 64),
+            _conv_bn_relu(64, 64),
+            nn.MaxPool2d(2),
             _conv_bn_relu(64, self.n_features),
         )
         self.dropout = nn.Dropout(dropout)
@@ -118,8 +134,9 @@ def random_shift(x: Tensor, max_shift: int, generator: torch.Generator | None = 
     return torch.stack([padded[i, :, dy[i] : dy[i] + H, dx[i] : dx[i] + W] for i in range(B)])
 
 
-def classification_loss(model: nn.Module, batch, *, max_shift: int = 2,
-                        generator: torch.Generator | None = None) -> Tensor:
+def classification_loss(
+    model: nn.Module, batch, *, max_shift: int = 2, generator: torch.Generator | None = None
+) -> Tensor:
     """Cross-entropy of ``model`` on a batch ``(images, labels)`` shifted at random (from ``generator``).
 
     The ``loss_fn(model, batch, generator=g)`` that :func:`course_utils.training.train` calls.
@@ -168,13 +185,32 @@ def train_classifier(
     x_test, y_test = data.load_mnist("test", scale="signed", limit=test_limit)
     torch.manual_seed(seed)  # the initial weights
     model = MnistClassifier().to(device)
-    recipe = RECIPE.replace(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-                            data_limit=limit, extra=dict(RECIPE.extra, max_shift=max_shift), sha256=None, trained="")
+    recipe = RECIPE.replace(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        data_limit=limit,
+        extra=dict(RECIPE.extra, max_shift=max_shift),
+        sha256=None,
+        trained="",
+    )
     start = time.perf_counter()
     result = training.train(
-        model, functools.partial(classification_loss, max_shift=max_shift), (x_train, y_train),
-        epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=recipe.lr_schedule, optimizer=recipe.optimizer,
-        weight_decay=weight_decay, ema_decay=None, seed=seed, run_dir=run_dir, progress=progress,
+        model,
+        functools.partial(classification_loss, max_shift=max_shift),
+        (x_train, y_train),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        lr_schedule=recipe.lr_schedule,
+        optimizer=recipe.optimizer,
+        weight_decay=weight_decay,
+        ema_decay=None,
+        seed=seed,
+        run_dir=run_dir,
+        progress=progress,
         recipe=recipe.to_dict(),
     )
     seconds = time.perf_counter() - start
@@ -214,8 +250,9 @@ def _recipe_for(report: dict | None) -> Recipe:
     return RECIPE.replace(sha256=None, trained="", **changes)
 
 
-def save_classifier(model: nn.Module, path: str | Path, report: dict | None = None, *,
-                    recipe: Recipe | None = None) -> str:
+def save_classifier(
+    model: nn.Module, path: str | Path, report: dict | None = None, *, recipe: Recipe | None = None
+) -> str:
     """Save the weights (``model.*``, float16) and a JSON record in the course's checkpoint format.
 
     The record holds the recipe (``recipe``, else :data:`RECIPE` with the report's
@@ -224,8 +261,12 @@ def save_classifier(model: nn.Module, path: str | Path, report: dict | None = No
     """
     path = Path(path)
     recipe = recipe if recipe is not None else _recipe_for(report)
-    record = dict(name=RECIPE.name, recipe=recipe.to_dict(), report=dict(report or {}),
-                  data="MNIST, 28x28 digits, pixels in [-1, 1]")
+    record = dict(
+        name=RECIPE.name,
+        recipe=recipe.to_dict(),
+        report=dict(report or {}),
+        data="MNIST, 28x28 digits, pixels in [-1, 1]",
+    )
     checkpoints.export_weights(model, path, record, half=True)
     return checkpoints.read_record(path)["sha256"]
 

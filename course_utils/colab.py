@@ -17,6 +17,7 @@ Every notebook carries, inserted by this module's tool:
 :func:`setup_colab` is for the notebooks themselves: it reports the GPU and, when asked, keeps
 checkpoints, caches and figures in Google Drive so they survive the end of a Colab session.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -90,6 +91,7 @@ def with_badge(markdown: str, notebook: str) -> str:
 def apply(nb: nbformat.NotebookNode, notebook: str) -> nbformat.NotebookNode:
     """Insert or refresh the badge and the set-up cell in ``nb`` (modified in place and returned)."""
     import nbformat
+
     first_md = next((c for c in nb.cells if c.cell_type == "markdown"), None)
     if first_md is None:
         raise ValueError(f"{notebook}: no markdown cell to hold the badge")
@@ -127,7 +129,9 @@ def readme_table(notebooks: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def setup_colab(drive: bool = False, *, folder: str = DRIVE_FOLDER, mount_point: str = "/content/drive") -> dict[str, str]:
+def setup_colab(
+    drive: bool = False, *, folder: str = DRIVE_FOLDER, mount_point: str = "/content/drive"
+) -> dict[str, str]:
     """On Colab: report the GPU and, with ``drive=True``, keep checkpoints, caches and figures in Drive.
 
     Mounting Google Drive waits for you to sign in, so it is opt-in. With it, ``COURSE_CHECKPOINT_DIR``,
@@ -149,7 +153,11 @@ def setup_colab(drive: bool = False, *, folder: str = DRIVE_FOLDER, mount_point:
 
         google_drive.mount(mount_point)
         base = Path(mount_point) / "MyDrive" / folder
-        for variable, sub in (("COURSE_CHECKPOINT_DIR", "checkpoints"), ("COURSE_CACHE_DIR", "cache"), ("COURSE_FIGURES_DIR", "figures")):
+        for variable, sub in (
+            ("COURSE_CHECKPOINT_DIR", "checkpoints"),
+            ("COURSE_CACHE_DIR", "cache"),
+            ("COURSE_FIGURES_DIR", "figures"),
+        ):
             path = base / sub
             path.mkdir(parents=True, exist_ok=True)
             os.environ[variable] = settings[variable] = str(path)
@@ -158,9 +166,13 @@ def setup_colab(drive: bool = False, *, folder: str = DRIVE_FOLDER, mount_point:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.colab", description="Colab badges and set-up cells in the notebooks.")
+    parser = argparse.ArgumentParser(
+        prog="python -m course_utils.colab", description="Colab badges and set-up cells in the notebooks."
+    )
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks (default: every notebooks/*.ipynb)")
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook lacks the badge or the cell")
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a notebook lacks the badge or the cell"
+    )
     parser.add_argument("--readme", action="store_true", help="print the README's badge table and exit")
     args = parser.parse_args(argv)
     import nbformat  # only the tool needs it: setup_colab works without Jupyter's packages
@@ -185,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{path.name}: already current")
     if args.check:
-        print(f"{len(notebooks)} notebooks checked, {bad} problem(s)" + ("; run `python -m course_utils.colab` to fix" if bad else ""))
+        print(
+            f"{len(notebooks)} notebooks checked, {bad} problem(s)"
+            + ("; run `python -m course_utils.colab` to fix" if bad else "")
+        )
     return 1 if bad else 0
 
 

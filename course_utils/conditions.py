@@ -9,6 +9,7 @@ float. "No condition" (what classifier-free guidance needs, Ho & Salimans 2022) 
   training, done inside the losses where the reader sees it);
 - :func:`per_sample`: a single class id or feature vector broadcast to a batch.
 """
+
 from __future__ import annotations
 
 import torch

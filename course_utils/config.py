@@ -12,6 +12,7 @@ Paths are found the same way on a laptop, on Colab and in CI:
 - ``COURSE_DATA_DIR``, ``COURSE_CHECKPOINT_DIR`` and ``COURSE_FIGURES_DIR`` override the defaults
   ``<root>/data``, ``<root>/data/checkpoints`` and ``<root>/figures``.
 """
+
 from __future__ import annotations
 
 import os

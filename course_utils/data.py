@@ -13,6 +13,7 @@ Pixel scales: the diffusion code works on images in [-1, 1] ("signed"), the scal
 schedules assume (unit-ish variance, zero-centred); plots and metrics use [0, 1] ("unit").
 :func:`to_signed` and :func:`to_unit` convert.
 """
+
 from __future__ import annotations
 
 import gzip

@@ -21,6 +21,7 @@ CS180 write-up are start *indices* ``i_start`` into a decreasing grid such as
 ``schedules.step_grid(1000, 990, 30)`` (times 0.99, 0.96, ..., 0): index 0 starts at almost pure
 noise, larger indices keep more of the input, and the last index (t = 0) adds no noise at all.
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,7 +29,6 @@ import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from . import filters, predictions, samplers
@@ -119,9 +119,18 @@ def noise_to(x0: Tensor, t: float, schedule: Schedule, generator: torch.Generato
 # SDEdit
 
 
-def sdedit(model_fn: ModelFn, x0: Tensor, ts: Tensor, i_start: int, *, schedule: Schedule,
-           sampler: Sampler | None = None, cond=None, generator: torch.Generator | None = None,
-           return_trajectory: bool = False):
+def sdedit(
+    model_fn: ModelFn,
+    x0: Tensor,
+    ts: Tensor,
+    i_start: int,
+    *,
+    schedule: Schedule,
+    sampler: Sampler | None = None,
+    cond=None,
+    generator: torch.Generator | None = None,
+    return_trajectory: bool = False,
+):
     """SDEdit (Meng et al. 2022): noise ``x0`` to t = ts[i_start], then denoise along ts[i_start:].
 
     ``schedule`` is the path the model was trained on (it sets how the input is noised);
@@ -147,8 +156,9 @@ def sdedit(model_fn: ModelFn, x0: Tensor, ts: Tensor, i_start: int, *, schedule:
 # Inpainting
 
 
-def repaint_project(x: Tensor, x0: Tensor, known: Tensor, t: float, schedule: Schedule,
-                    generator: torch.Generator | None = None) -> Tensor:
+def repaint_project(
+    x: Tensor, x0: Tensor, known: Tensor, t: float, schedule: Schedule, generator: torch.Generator | None = None
+) -> Tensor:
     """Replace the known pixels of ``x`` (a sample at time t) by the original noised to t.
 
     x <- known * (alpha(t) x0 + sigma(t) eps) + (1 - known) * x; at t = 0 the known pixels are
@@ -158,9 +168,19 @@ def repaint_project(x: Tensor, x0: Tensor, known: Tensor, t: float, schedule: Sc
     return known * x_known + (1 - known) * x
 
 
-def inpaint(model_fn: ModelFn, x0: Tensor, known: Tensor, ts: Tensor, *, schedule: Schedule,
-            sampler: Sampler | None = None, cond=None, generator: torch.Generator | None = None,
-            resample: int = 1, return_trajectory: bool = False):
+def inpaint(
+    model_fn: ModelFn,
+    x0: Tensor,
+    known: Tensor,
+    ts: Tensor,
+    *,
+    schedule: Schedule,
+    sampler: Sampler | None = None,
+    cond=None,
+    generator: torch.Generator | None = None,
+    resample: int = 1,
+    return_trajectory: bool = False,
+):
     """Inpainting in the style of RePaint (Lugmayr et al. 2022, Algorithm 1).
 
     ``known`` is 1 where ``x0`` is kept and 0 where the model fills in (soft values blend). The
@@ -217,8 +237,14 @@ def _no_outer_condition(cond, what: str) -> None:
         raise ValueError(f"the {what} wrapper carries its own conditions: call the sampler with cond=None")
 
 
-def anagram(model_fn: ModelFn, cond_a, cond_b, *, view: Callable[[Tensor], Tensor] = rotate_180,
-            inverse: Callable[[Tensor], Tensor] | None = None) -> ModelFn:
+def anagram(
+    model_fn: ModelFn,
+    cond_a,
+    cond_b,
+    *,
+    view: Callable[[Tensor], Tensor] = rotate_180,
+    inverse: Callable[[Tensor], Tensor] | None = None,
+) -> ModelFn:
     """Visual anagram (Geng et al. 2024): an image that reads as ``cond_a`` as it is and as
     ``cond_b`` seen through ``view`` (default: upside down by a half turn).
 
@@ -265,8 +291,7 @@ def gaussian_lowpass(x: Tensor, sigma: float, ksize: int | None = None) -> Tenso
     return filters.gaussian_blur(x, sigma, ksize)
 
 
-def hybrid(model_fn: ModelFn, cond_low, cond_high, *, sigma: float | None = None,
-           ksize: int | None = None) -> ModelFn:
+def hybrid(model_fn: ModelFn, cond_low, cond_high, *, sigma: float | None = None, ksize: int | None = None) -> ModelFn:
     """Hybrid image by factorized diffusion (Geng et al. 2024): low frequencies follow
     ``cond_low``, high frequencies ``cond_high``:
 

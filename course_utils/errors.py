@@ -12,6 +12,7 @@ Each error says which argument or file is at fault and how to fix it. The famili
 All three derive from :class:`CourseError`; the command line prints any of them as one line and
 exits non-zero.
 """
+
 from __future__ import annotations
 
 

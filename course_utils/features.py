@@ -72,6 +72,7 @@ first affine moment invariant ``I1 = (mu20 mu02 - mu11^2) / mu00^4`` of the fill
 equals ``1 / (16 pi^2)`` for every ellipse (any size, rotation or stretch) and is larger for every
 other shape.
 """
+
 from __future__ import annotations
 
 import os
@@ -524,7 +525,11 @@ def _color(rgb: np.ndarray, hsv: np.ndarray, lab: np.ndarray) -> list[float]:
         centre = (np.argmax(hist) + 0.5) / 36
         members = (np.abs((h - centre + 0.5) % 1.0 - 0.5) <= 15 / 360) & (chroma > 0)
         angle = 2 * np.pi * h[members]
-        hue = float(np.arctan2(np.sum(chroma[members] * np.sin(angle)), np.sum(chroma[members] * np.cos(angle))) / (2 * np.pi) % 1.0)
+        hue = float(
+            np.arctan2(np.sum(chroma[members] * np.sin(angle)), np.sum(chroma[members] * np.cos(angle)))
+            / (2 * np.pi)
+            % 1.0
+        )
     q = np.minimum((rgb.reshape(-1, 3) * 4).astype(int), 3)
     p = np.bincount(q[:, 0] * 16 + q[:, 1] * 4 + q[:, 2], minlength=64) / q.shape[0]
     p = p[p > 0]

@@ -14,6 +14,7 @@ executed notebooks are not saved: the committed notebooks stay without outputs. 
 The command exits with status 1 when a notebook fails, naming the cell and the error; the other
 notebooks still run and their figures are still indexed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,10 +72,12 @@ def kernel_env(out: Path, fast: bool) -> dict[str, str]:
 
 def _first_line(source: str) -> str:
     lines = [line for line in source.splitlines() if line.strip()]
-    return (lines[0][:80] if lines else "(empty)")
+    return lines[0][:80] if lines else "(empty)"
 
 
-def run_notebook(path: Path, out: Path, *, fast: bool, timeout: int, kernel: str = "python3", progress: bool = True) -> NotebookRun:
+def run_notebook(
+    path: Path, out: Path, *, fast: bool, timeout: int, kernel: str = "python3", progress: bool = True
+) -> NotebookRun:
     """Execute one notebook cell by cell (a progress bar per notebook); return what it saved."""
     import nbformat
     from nbclient import NotebookClient
@@ -135,9 +138,13 @@ def write_index(out: Path, runs: list[NotebookRun], notebooks_dir: Path, *, fast
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.figures", description="Re-execute the notebooks and collect their figures.")
+    parser = argparse.ArgumentParser(
+        prog="python -m course_utils.figures", description="Re-execute the notebooks and collect their figures."
+    )
     parser.add_argument("--fast", action="store_true", help="run with COURSE_FAST=1 (small sizes, minutes on a CPU)")
-    parser.add_argument("--notebooks", nargs="+", default=None, metavar="NN", help="notebook numbers, names or paths (default: all)")
+    parser.add_argument(
+        "--notebooks", nargs="+", default=None, metavar="NN", help="notebook numbers, names or paths (default: all)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="figures folder (default: <repo>/figures)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell (default 1800)")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
@@ -156,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = []
     for path in notebooks:
-        run = run_notebook(path, out, fast=args.fast, timeout=args.timeout, kernel=args.kernel, progress=not args.no_progress)
+        run = run_notebook(
+            path, out, fast=args.fast, timeout=args.timeout, kernel=args.kernel, progress=not args.no_progress
+        )
         runs.append(run)
         status = f"FAILED: {run.error}" if run.error else "ok"
         print(f"{path.name}: {len(run.figures)} figure(s), {status}")

@@ -4,6 +4,7 @@ Every file the course writes goes through :func:`atomic_write`: the bytes land i
 file in the same folder, are flushed to disk, and the temporary file is renamed over the target.
 A run killed half-way therefore leaves either the old file or the new one, never half of one.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -3,6 +3,7 @@
 Used by the blur baseline (:mod:`course_utils.baselines`, notebooks 01-02) and by hybrid images
 (:func:`course_utils.editing.hybrid`, a low-pass of one estimate plus a high-pass of another).
 """
+
 from __future__ import annotations
 
 import math

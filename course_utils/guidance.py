@@ -17,6 +17,7 @@ Negative guidance steers away from a condition as well:
 With w_neg = w this is out_uncond + w * (out_cond - out_neg). Without a positive condition
 (cond None) only the push away from the negative one remains.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -52,7 +53,9 @@ def cfg(model: ModelFn, scale: float) -> ModelFn:
     return predictions.wraps(guided, model)
 
 
-def negative_guidance(model: ModelFn, scale: float, negative: Tensor | int, negative_scale: float | None = None) -> ModelFn:
+def negative_guidance(
+    model: ModelFn, scale: float, negative: Tensor | int, negative_scale: float | None = None
+) -> ModelFn:
     """Guidance towards ``cond`` and away from ``negative`` (a class id, (B,) ids or feature rows).
 
     ``out = out_uncond + w (out_cond - out_uncond) - w_neg (out_neg - out_uncond)`` with

@@ -14,6 +14,7 @@ Conditioning enters through embeddings that map t, a class id or a feature vecto
 id -1 = "no class" for classifier-free guidance) and ``VectorEmbedding`` (a row of NaN =
 "no condition").
 """
+
 from __future__ import annotations
 
 import math

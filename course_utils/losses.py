@@ -16,6 +16,7 @@ Configure a loss with keyword arguments and hand it to the training loop as a pa
   flow-matching losses, with :func:`course_utils.conditions.drop_condition` (also importable from
   here): with probability p a condition becomes "no condition" (class id -1, or a NaN row).
 """
+
 from __future__ import annotations
 
 import torch

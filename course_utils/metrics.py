@@ -28,6 +28,7 @@ The classifier reads images in [-1, 1], the scale the diffusion models produce, 
 as they come out of a sampler; pass ``scale="unit"`` for images in [0, 1]. FD values from this
 classifier are comparable within the course only, not with published FID numbers.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -119,9 +120,7 @@ def ssim(a, b, data_range: float = 1.0, *, reduce: bool = True) -> float | np.nd
     from skimage.metrics import structural_similarity
 
     a, b = _pair(a, b)
-    values = np.array(
-        [structural_similarity(x, y, data_range=data_range, channel_axis=-1) for x, y in zip(a, b)]
-    )
+    values = np.array([structural_similarity(x, y, data_range=data_range, channel_axis=-1) for x, y in zip(a, b)])
     return float(values.mean()) if reduce else values
 
 
@@ -212,8 +211,9 @@ def confident_fraction(images: Tensor, threshold: float = 0.9, *, scale: str = "
     return (probabilities(images, scale=scale).max(dim=1).values >= threshold).float().mean().item()
 
 
-def digit_quality(images: Tensor, labels: Tensor | Sequence[int] | None = None, *, scale: str = "signed",
-                  threshold: float = 0.9) -> dict:
+def digit_quality(
+    images: Tensor, labels: Tensor | Sequence[int] | None = None, *, scale: str = "signed", threshold: float = 0.9
+) -> dict:
     """One summary of generated digits, as the course reports it.
 
     ``fd``: :func:`mnist_fd` against the test digits; ``confident``: :func:`confident_fraction`;

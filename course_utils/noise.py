@@ -11,6 +11,7 @@ Two kinds of generator are accepted wherever the course draws noise:
 ``generate`` functions and the command line use :func:`PerSample.from_seed`: image i of a
 request with seed S draws from its own seed (see :func:`image_seed`).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -53,8 +54,9 @@ class PerSample:
         shape = tuple(shape)
         if shape[0] != len(self.generators):
             raise BadRequest(f"a per-sample generator for {len(self.generators)} images was asked for {shape[0]}")
-        return torch.stack([torch.randn(shape[1:], generator=g, device=self.device, dtype=dtype)
-                            for g in self.generators])
+        return torch.stack(
+            [torch.randn(shape[1:], generator=g, device=self.device, dtype=dtype) for g in self.generators]
+        )
 
 
 Generator = torch.Generator | PerSample
@@ -73,6 +75,5 @@ def randn(shape: Sequence[int], generator: Generator | None = None, device: torc
     if isinstance(generator, PerSample):
         x = generator.randn(shape)
     else:
-        x = torch.randn(tuple(shape), generator=generator,
-                        device=generator.device if generator is not None else None)
+        x = torch.randn(tuple(shape), generator=generator, device=generator.device if generator is not None else None)
     return x.to(device) if device is not None else x

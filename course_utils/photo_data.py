@@ -13,6 +13,7 @@ colour jitter). The crops are cached as PNG files under ``<cache>/photos/`` and 
 that folder's ``features.npz``. The model itself (sampling, training, loading) is in
 :mod:`course_utils.photos`, which re-exports every name defined here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +31,13 @@ from .errors import BadRequest
 from .files import atomic_path
 
 __all__ = [
-    "centre_crop_resize", "PhotoSet", "load_photos", "Augment", "DEFAULT_AUGMENT", "augment", "PhotoBatches",
+    "centre_crop_resize",
+    "PhotoSet",
+    "load_photos",
+    "Augment",
+    "DEFAULT_AUGMENT",
+    "augment",
+    "PhotoBatches",
     "check_features",
 ]
 
@@ -196,11 +203,21 @@ class PhotoBatches:
     takes every world_size-th photo of the shuffled order, so the ranks split each epoch.
     """
 
-    def __init__(self, photos: PhotoSet, batch_size: int, *, augment: Augment | None = DEFAULT_AUGMENT, seed: int = 0,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        photos: PhotoSet,
+        batch_size: int,
+        *,
+        augment: Augment | None = DEFAULT_AUGMENT,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if batch_size < 1 or not 0 <= rank < world_size:
-            raise BadRequest(f"need batch_size >= 1 and 0 <= rank < world_size, got batch_size={batch_size}, "
-                             f"rank={rank}, world_size={world_size}")
+            raise BadRequest(
+                f"need batch_size >= 1 and 0 <= rank < world_size, got batch_size={batch_size}, "
+                f"rank={rank}, world_size={world_size}"
+            )
         self.photos, self.batch_size, self.augment = photos, batch_size, augment
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
@@ -256,8 +273,10 @@ def check_features(values, n: int | None = None) -> Tensor:
     outside = (f < 0) | (f > 1)
     if outside.any():
         bad = sorted({features.FEATURE_NAMES[j] for j in torch.nonzero(outside)[:, 1].tolist()})
-        raise BadRequest(f"features lie in [0, 1]; out of range: {', '.join(bad)} "
-                         f"(min {f.min().item():.3g}, max {f.max().item():.3g})")
+        raise BadRequest(
+            f"features lie in [0, 1]; out of range: {', '.join(bad)} "
+            f"(min {f.min().item():.3g}, max {f.max().item():.3g})"
+        )
     if n is not None:
         if f.shape[0] == 1:
             f = f.expand(n, -1)

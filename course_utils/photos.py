@@ -24,6 +24,7 @@ batch it is drawn in.
 From the command line: ``python -m course_utils train photo --data DIR --size 32 --epochs 10``
 (the parser lives in :mod:`course_utils.__main__`; ``python -m course_utils.photos`` still works).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -121,8 +122,17 @@ def generate(
     was_training = model.training
     model.eval()
     try:
-        x = samplers.ddim(guidance.cfg(model, guidance_scale), start.to(device), times, schedule=schedule(),
-                          eta=eta, cond=cond.to(device), generator=generator, clip_x0=True, progress=progress)
+        x = samplers.ddim(
+            guidance.cfg(model, guidance_scale),
+            start.to(device),
+            times,
+            schedule=schedule(),
+            eta=eta,
+            cond=cond.to(device),
+            generator=generator,
+            clip_x0=True,
+            progress=progress,
+        )
     finally:
         model.train(was_training)
     return x.clamp(-1.0, 1.0)
@@ -136,7 +146,7 @@ def features_of(image) -> Tensor:
 
 
 def generate_like(model: nn.Module, image, *, n: int = 4, **kw) -> tuple[Tensor, Tensor]:
-    """"Make me something lit like this": n images with the features of ``image``; returns
+    """ "Make me something lit like this": n images with the features of ``image``; returns
     ``(images, features (32,))``. ``only`` (a group name or a list of names) keeps the other
     features at the training mean, so only, say, the LIGHTING of the image is asked for."""
     only = kw.pop("only", None)
@@ -148,8 +158,9 @@ def generate_like(model: nn.Module, image, *, n: int = 4, **kw) -> tuple[Tensor,
     return generate(model, target, n=n, **kw), target
 
 
-def feature_sweep(model: nn.Module, base, name: str, values: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
-                  **kw) -> Tensor:
+def feature_sweep(
+    model: nn.Module, base, name: str, values: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0), **kw
+) -> Tensor:
     """A row of images (len(values), 3, S, S): ``base`` features with feature ``name`` set to each
     of ``values`` and everything else kept fixed, the noise included.
 
@@ -223,8 +234,9 @@ def _mean_finite(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def measure_fidelity(model: nn.Module, requested, *, batch: int = 32, seed: int = 0,
-                     **kw) -> tuple[dict, Tensor, Tensor]:
+def measure_fidelity(
+    model: nn.Module, requested, *, batch: int = 32, seed: int = 0, **kw
+) -> tuple[dict, Tensor, Tensor]:
     """Generate one image per requested feature vector, measure its features, score them with
     :func:`feature_fidelity`; returns ``(scores, images, measured)``.
 
@@ -249,8 +261,9 @@ def format_fidelity(scores: dict[str, dict[str, float]]) -> str:
     """The fidelity numbers as a small text table."""
     lines = [f"{'group':10s} {'MAE':>7s} {'MAE shuf':>9s} {'corr':>7s} {'corr shuf':>10s}"]
     for group, s in scores.items():
-        lines.append(f"{group:10s} {s['mae']:7.3f} {s['mae_shuffled']:9.3f} {s['corr']:7.3f} "
-                     f"{s['corr_shuffled']:10.3f}")
+        lines.append(
+            f"{group:10s} {s['mae']:7.3f} {s['mae_shuffled']:9.3f} {s['corr']:7.3f} {s['corr_shuffled']:10.3f}"
+        )
     return "\n".join(lines)
 
 
@@ -285,8 +298,14 @@ def _photo_recipe(cfg: UNetConfig, extra: dict, **settings) -> Recipe:
     values = dict(
         name=f"photo-{cfg.image_size}",
         about=f"feature-conditioned DDPM (eps, cosine T = {T_STEPS}) at {cfg.image_size} px, DDIM 50 steps with CFG",
-        objective="ddpm", schedule="cosine", T=T_STEPS, lr_schedule="constant", optimizer="adamw",
-        weight_decay=0.0, sample_steps=50, **DEFAULTS,
+        objective="ddpm",
+        schedule="cosine",
+        T=T_STEPS,
+        lr_schedule="constant",
+        optimizer="adamw",
+        weight_decay=0.0,
+        sample_steps=50,
+        **DEFAULTS,
     )
     values.update(settings)
     ordered = {k: extra[k] for k in _EXTRA_ORDER if k in extra}
@@ -307,9 +326,13 @@ def recipe_of(photos: PhotoSet, cfg: UNetConfig, **extra) -> Recipe:
     mean, std = photos.stats()
     settings = {k: extra.pop(k) for k in list(extra) if k in _RECIPE_FIELDS}
     facts = dict(
-        feature_names=list(features.FEATURE_NAMES), feature_version=features.FEATURE_VERSION,
-        feature_mean=[round(float(v), 6) for v in mean], feature_std=[round(float(v), 6) for v in std],
-        augment=extra.pop("augment", None), data=str(photos.folder), n_photos=len(photos),
+        feature_names=list(features.FEATURE_NAMES),
+        feature_version=features.FEATURE_VERSION,
+        feature_mean=[round(float(v), 6) for v in mean],
+        feature_std=[round(float(v), 6) for v in std],
+        augment=extra.pop("augment", None),
+        data=str(photos.folder),
+        n_photos=len(photos),
     )
     return _photo_recipe(cfg, dict(facts, **extra), **settings)
 
@@ -331,8 +354,9 @@ def recipe_from_record(record: dict) -> Recipe:
     epochs = record.get("epochs")
     if epochs is not None:
         settings["epochs"] = epochs
-    note = ("older record layout: batch size, learning rate, EMA decay and seed were not recorded "
-            "(the defaults are shown)")
+    note = (
+        "older record layout: batch size, learning rate, EMA decay and seed were not recorded (the defaults are shown)"
+    )
     return _photo_recipe(cfg, flat, trained=note, **settings)
 
 
@@ -388,36 +412,67 @@ def train_photo_model(
         return torch.cat([photos.signed(probe).to(x.device), x])  # top row: the photos whose features were asked for
 
     loss_fn = functools.partial(losses.ddpm_loss, schedule=schedule(), p_uncond=p_uncond)
-    recipe = recipe_of(photos, cfg, epochs=epochs, batch_size=batch_size, lr=lr, p_uncond=p_uncond,
-                       ema_decay=ema_decay, seed=seed, augment=asdict(augment_with) if augment_with else None,
-                       world_size=world)
+    recipe = recipe_of(
+        photos,
+        cfg,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        p_uncond=p_uncond,
+        ema_decay=ema_decay,
+        seed=seed,
+        augment=asdict(augment_with) if augment_with else None,
+        world_size=world,
+    )
     result = training.train(
-        model, loss_fn, batches, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=recipe.optimizer,
-        weight_decay=recipe.weight_decay, ema_decay=ema_decay, seed=seed, run_dir=run_dir, sample_fn=sample_fn,
-        sample_every=sample_every, save_samples=save_samples, progress=progress and rank == 0,
-        recipe=recipe.to_dict(), amp=amp,
+        model,
+        loss_fn,
+        batches,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=recipe.optimizer,
+        weight_decay=recipe.weight_decay,
+        ema_decay=ema_decay,
+        seed=seed,
+        run_dir=run_dir,
+        sample_fn=sample_fn,
+        sample_every=sample_every,
+        save_samples=save_samples,
+        progress=progress and rank == 0,
+        recipe=recipe.to_dict(),
+        amp=amp,
     )
     return result.final_model.eval(), result
 
 
-def export(model: nn.Module, path: str | Path, result: training.TrainResult, recipe: Recipe | dict, *,
-           half: bool = True) -> Path:
+def export(
+    model: nn.Module, path: str | Path, result: training.TrainResult, recipe: Recipe | dict, *, half: bool = True
+) -> Path:
     """Save the EMA weights (float16) and a record (``recipe=Recipe.to_dict()``, losses, timings,
     machine) as a course checkpoint. ``recipe``: from :func:`recipe_of` (an older flat dict is
     converted)."""
     if not isinstance(recipe, Recipe):
         recipe = recipe_from_record(dict(recipe=recipe, model_config=model.cfg.to_dict(), epochs=result.epoch))
     record = dict(
-        model_config=model.cfg.to_dict(), recipe=recipe.to_dict(), epochs=result.epoch, steps=result.step,
-        epoch_losses=result.epoch_losses, epoch_seconds=[round(s, 1) for s in result.epoch_seconds],
+        model_config=model.cfg.to_dict(),
+        recipe=recipe.to_dict(),
+        epochs=result.epoch,
+        steps=result.step,
+        epoch_losses=result.epoch_losses,
+        epoch_seconds=[round(s, 1) for s in result.epoch_seconds],
         machine=checkpoints.machine_description(next(model.parameters()).device),
     )
     return checkpoints.export_weights(model, path, record, half=half)
 
 
-def load_photo_model(path: str | Path, *, image_size: int | None = None,
-                     feature_names: Sequence[str] = features.FEATURE_NAMES,
-                     device: torch.device | None = None) -> tuple[nn.Module, dict]:
+def load_photo_model(
+    path: str | Path,
+    *,
+    image_size: int | None = None,
+    feature_names: Sequence[str] = features.FEATURE_NAMES,
+    device: torch.device | None = None,
+) -> tuple[nn.Module, dict]:
     """Load a photo checkpoint (hash checked) as ``(EMA model in eval mode, record)``.
 
     Reads the current record layout and the older flat one (a checkpoint trained before the

@@ -4,6 +4,7 @@ Images may be tensors (B, C, H, W) / (C, H, W) or arrays (H, W[, C]); ``value_ra
 black and white are: (-1, 1) for the course's signed images (the default), (0, 1) for unit ones.
 Every function returns the matplotlib figure, so a notebook can save it with ``save_figure``.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,7 +53,9 @@ def show_images(
     n = len(images)
     ncols = ncols or min(n, 10)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)), squeeze=False
+    )
     for ax in axes.flat:
         ax.axis("off")
     for i, img in enumerate(images):
@@ -84,7 +87,9 @@ def image_grid(batch: torch.Tensor, nrow: int = 8, padding: int = 2, value_range
     return out[..., 0] if C == 1 else out
 
 
-def show_grid(batch: torch.Tensor, nrow: int = 8, title: str | None = None, value_range: Range = (-1.0, 1.0), size: float = 0.6):
+def show_grid(
+    batch: torch.Tensor, nrow: int = 8, title: str | None = None, value_range: Range = (-1.0, 1.0), size: float = 0.6
+):
     """Show a batch as one tiled image; returns the figure."""
     grid = image_grid(batch, nrow=nrow, value_range=value_range)
     h, w = grid.shape[:2]
@@ -97,7 +102,14 @@ def show_grid(batch: torch.Tensor, nrow: int = 8, title: str | None = None, valu
     return fig
 
 
-def noising_strip(images: Sequence, labels: Sequence[str], *, rows: Sequence[str] | None = None, value_range: Range = (-1.0, 1.0), size: float = 1.8):
+def noising_strip(
+    images: Sequence,
+    labels: Sequence[str],
+    *,
+    rows: Sequence[str] | None = None,
+    value_range: Range = (-1.0, 1.0),
+    size: float = 1.8,
+):
     """Rows of images (one row per input, one column per noise level); ``labels`` name the columns.
 
     ``images`` is a list of rows, each a list of images.
@@ -119,7 +131,14 @@ def noising_strip(images: Sequence, labels: Sequence[str], *, rows: Sequence[str
     return fig
 
 
-def loss_curve(losses: Sequence[float] | dict[str, Sequence[float]], *, smooth: int = 50, log: bool = True, title: str = "training loss", xlabel: str = "step"):
+def loss_curve(
+    losses: Sequence[float] | dict[str, Sequence[float]],
+    *,
+    smooth: int = 50,
+    log: bool = True,
+    title: str = "training loss",
+    xlabel: str = "step",
+):
     """Plot one or several loss histories (raw, faint) with a moving average on top."""
     series = losses if isinstance(losses, dict) else {"loss": losses}
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -129,7 +148,9 @@ def loss_curve(losses: Sequence[float] | dict[str, Sequence[float]], *, smooth: 
         ax.plot(values, color=color, alpha=0.25, linewidth=0.8)
         if len(values) >= smooth > 1:
             kernel = np.ones(smooth) / smooth
-            ax.plot(np.arange(smooth - 1, len(values)), np.convolve(values, kernel, mode="valid"), color=color, label=name)
+            ax.plot(
+                np.arange(smooth - 1, len(values)), np.convolve(values, kernel, mode="valid"), color=color, label=name
+            )
         else:
             ax.plot(values, color=color, label=name)
     if log:
@@ -165,9 +186,12 @@ def sample_grid_saver(run_dir: str | os.PathLike, nrow: int = 10):
 
     def save(images: torch.Tensor, epoch: int) -> None:
         if images.numel() and images.min() >= 0:
-            warnings.warn("sample_fn returned images with no negative values: sample grids are saved from "
-                          "the model's [-1, 1] range, so images already in [0, 1] come out grey and faint; "
-                          "return the sampler's output without data.to_unit", stacklevel=3)
+            warnings.warn(
+                "sample_fn returned images with no negative values: sample grids are saved from "
+                "the model's [-1, 1] range, so images already in [0, 1] come out grey and faint; "
+                "return the sampler's output without data.to_unit",
+                stacklevel=3,
+            )
         grid = image_grid(images.detach().cpu(), nrow=nrow)
         with atomic_path(run_dir / f"samples_epoch_{epoch:04d}.png") as tmp:
             plt.imsave(tmp, grid, cmap="gray", vmin=0, vmax=1, format="png")

@@ -18,6 +18,7 @@ model trained on any noise schedule (a DDPM) drive the flow-matching ODE solvers
 by moving it onto the straight path with the same signal-to-noise ratio. The algebra itself lives
 in :mod:`course_utils.targets`.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -57,8 +58,9 @@ def require(model_fn: ModelFn, kinds: tuple[str, ...], sampler: str, hint: str) 
     """Refuse a model whose recorded prediction is not one of ``kinds``."""
     kind = prediction_of(model_fn)
     if kind is not None and kind not in kinds:
-        raise BadRequest(f"{sampler} needs a model that predicts {' or '.join(kinds)}, but this one predicts "
-                         f"{kind!r}: {hint}")
+        raise BadRequest(
+            f"{sampler} needs a model that predicts {' or '.join(kinds)}, but this one predicts {kind!r}: {hint}"
+        )
 
 
 def _coefs(schedule: Schedule, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -76,8 +78,10 @@ def estimates(out: Tensor, kind: str, x: Tensor, t: Tensor, schedule: Schedule) 
         return targets.x0_eps_from_v(x, out, alpha, sigma)
     if kind == "velocity":
         if not isinstance(schedule, FlowSchedule):
-            raise BadRequest("a velocity model lives on the flow path: pass schedule=FlowSchedule(), or use "
-                             "as_flow_velocity to move another model onto it")
+            raise BadRequest(
+                "a velocity model lives on the flow path: pass schedule=FlowSchedule(), or use "
+                "as_flow_velocity to move another model onto it"
+            )
         tb = targets.coef(t, x).to(x.device)
         return targets.x0_from_velocity(x, out, tb), targets.eps_from_velocity(x, out, tb)  # no division: fine at t = 1
     raise BadRequest(f"unknown prediction type {kind!r}; known: {', '.join(PREDICTIONS)}")
@@ -90,8 +94,16 @@ def _same_path(a: Schedule, b: Schedule) -> bool:
     return ta is not None and tb is not None and ta.shape == tb.shape and bool((ta == tb).all())
 
 
-def denoise(model_fn: ModelFn, x: Tensor, t: Tensor, schedule: Schedule, cond=None, *, default: str = "eps",
-            clip_x0: bool = False) -> tuple[Tensor, Tensor]:
+def denoise(
+    model_fn: ModelFn,
+    x: Tensor,
+    t: Tensor,
+    schedule: Schedule,
+    cond=None,
+    *,
+    default: str = "eps",
+    clip_x0: bool = False,
+) -> tuple[Tensor, Tensor]:
     """One model call at (x_t, t): ``(x0_hat, eps_hat)`` whatever the model predicts.
 
     A converted model (:func:`convert`) is unwrapped to the model it came from, so e.g. a velocity

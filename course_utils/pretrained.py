@@ -1,6 +1,7 @@
 """Named course checkpoints: load them if present (hash checked), else train them from their recipe.
 
-Each name has a :class:`~course_utils.recipes.Recipe` (the course's one recipe type): the UNet configuration, the objective (DDPM epsilon prediction or
+Each name has a :class:`~course_utils.recipes.Recipe` (the course's one recipe type): the UNet
+configuration, the objective (DDPM epsilon prediction or
 flow-matching velocity), the schedule, the training hyper-parameters of a full run and the
 smaller sizes of a fast one. The weights live in ``config.checkpoint_dir()`` as
 ``NAME.safetensors`` (float16, EMA weights) beside ``NAME.json`` (the recipe, the loss history,
@@ -14,6 +15,7 @@ how long training took and on what machine, and the file's SHA-256).
 
 From the command line: ``python -m course_utils train mnist-ddpm`` (see ``__main__.py``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,7 +31,6 @@ from .errors import BadRequest
 from .noise import Generator, PerSample, randn
 from .recipes import Recipe
 from .unet import UNetConfig, build_unet
-
 
 REGISTRY: dict[str, Recipe] = {
     r.name: r
@@ -111,9 +112,18 @@ def balanced_labels(n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate(model: nn.Module, r: Recipe, n: int, *, steps: int | None = None, guidance_scale: float = 1.0,
-             labels: torch.Tensor | None = None, generator: Generator | None = None, seed: int | None = None,
-             progress: bool = False) -> torch.Tensor:
+def generate(
+    model: nn.Module,
+    r: Recipe,
+    n: int,
+    *,
+    steps: int | None = None,
+    guidance_scale: float = 1.0,
+    labels: torch.Tensor | None = None,
+    generator: Generator | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
     """n images (n, 1, 28, 28) in [-1, 1] from a course model with its own sampler.
 
     DDPM models: ancestral sampling over ``steps`` evenly strided DDPM steps (clipped x0).
@@ -137,8 +147,9 @@ def generate(model: nn.Module, r: Recipe, n: int, *, steps: int | None = None, g
         model_fn = guidance.cfg(model_fn, guidance_scale)
     if r.objective == "ddpm":
         ts = schedules.step_times(min(steps, r.T), r.T)  # land on DDPM's integer steps
-        return samplers.ddpm(model_fn, x, ts, schedule=schedule_of(r), cond=cond, generator=generator,
-                             clip_x0=True, progress=progress)
+        return samplers.ddpm(
+            model_fn, x, ts, schedule=schedule_of(r), cond=cond, generator=generator, clip_x0=True, progress=progress
+        )
     return samplers.euler(model_fn, x, schedules.time_grid(steps), cond=cond, progress=progress)
 
 
@@ -146,8 +157,15 @@ def generate(model: nn.Module, r: Recipe, n: int, *, steps: int | None = None, g
 # Training, loading
 
 
-def train_recipe(name: str, *, fast: bool | None = None, epochs: int | None = None, progress: bool = True,
-                 run_dir: str | Path | None = None, device: torch.device | None = None) -> nn.Module:
+def train_recipe(
+    name: str,
+    *,
+    fast: bool | None = None,
+    epochs: int | None = None,
+    progress: bool = True,
+    run_dir: str | Path | None = None,
+    device: torch.device | None = None,
+) -> nn.Module:
     """Train a named model from its recipe (resuming ``runs/NAME`` if it holds a checkpoint) and
     export its EMA weights (float16) to the checkpoint folder; return the EMA model."""
     fast = config.is_fast() if fast is None else fast
@@ -169,9 +187,22 @@ def train_recipe(name: str, *, fast: bool | None = None, epochs: int | None = No
 
     started = time.perf_counter()
     result = training.train(
-        model, loss_of(r), train_data, epochs=r.epochs, batch_size=r.batch_size, lr=r.lr,
-        lr_schedule=r.lr_schedule, gamma=r.gamma, optimizer=r.optimizer, ema_decay=r.ema_decay, seed=r.seed,
-        run_dir=run_dir, sample_fn=sample_fn, sample_every=1, save_samples=sample_grid_saver(run_dir), progress=progress,
+        model,
+        loss_of(r),
+        train_data,
+        epochs=r.epochs,
+        batch_size=r.batch_size,
+        lr=r.lr,
+        lr_schedule=r.lr_schedule,
+        gamma=r.gamma,
+        optimizer=r.optimizer,
+        ema_decay=r.ema_decay,
+        seed=r.seed,
+        run_dir=run_dir,
+        sample_fn=sample_fn,
+        sample_every=1,
+        save_samples=sample_grid_saver(run_dir),
+        progress=progress,
         recipe=dict(r.to_dict(), fast=fast),
     )
     seconds = time.perf_counter() - started
@@ -218,8 +249,9 @@ def load(name: str, *, fast: bool = False, device: torch.device | None = None) -
     return model.to(device or config.device()).eval()
 
 
-def load_or_train(name: str, *, fast: bool | None = None, progress: bool = True,
-                  device: torch.device | None = None) -> nn.Module:
+def load_or_train(
+    name: str, *, fast: bool | None = None, progress: bool = True, device: torch.device | None = None
+) -> nn.Module:
     """The named model: the full checkpoint if present; else, in fast mode, the fast one (trained
     and cached if missing); else the full recipe trained now and cached."""
     fast = config.is_fast() if fast is None else fast

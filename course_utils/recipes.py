@@ -11,6 +11,7 @@ sits in ``extra``.
 (:mod:`course_utils.predictions`): ``"ddpm"`` trains an ``"eps"`` model on a DDPM schedule,
 ``"flow"`` a ``"velocity"`` model on the flow path, ``"classify"`` a classifier (logits).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace

@@ -23,6 +23,7 @@ Symbols: for a step from t to s < t, ``alpha_t, sigma_t, alpha_s, sigma_s`` are 
 coefficients, ``x0_hat`` and ``eps_hat`` the model's estimates. Noise comes from ``generator``:
 a ``torch.Generator``, or a :class:`course_utils.noise.PerSample` (one stream per image).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -30,7 +31,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from . import predictions, targets
+from . import predictions
 from .noise import Generator, randn_like
 from .schedules import FlowSchedule, Schedule
 
@@ -62,7 +63,9 @@ def _finish(x: Tensor, trajectory: list[Tensor] | None):
     return (x, trajectory) if trajectory is not None else x
 
 
-def predict_x0(model_fn: ModelFn, x: Tensor, t: float, schedule: Schedule, *, cond=None, clip_x0: bool = False) -> tuple[Tensor, Tensor]:
+def predict_x0(
+    model_fn: ModelFn, x: Tensor, t: float, schedule: Schedule, *, cond=None, clip_x0: bool = False
+) -> tuple[Tensor, Tensor]:
     """One model call at time t: ``(x0_hat, eps_hat)`` (:func:`predictions.denoise`; an epsilon
     model unless the model records another kind). With ``clip_x0`` x0_hat is clipped to [-1, 1]
     and eps_hat recomputed from it, so the two stay consistent."""
@@ -75,8 +78,17 @@ def posterior_variance(schedule: Schedule, t: float, s: float) -> Tensor:
 
 
 @torch.no_grad()
-def ddpm_step(model_fn: ModelFn, x: Tensor, t: float, s: float, schedule: Schedule, *, cond=None,
-              generator: Generator | None = None, clip_x0: bool = False) -> Tensor:
+def ddpm_step(
+    model_fn: ModelFn,
+    x: Tensor,
+    t: float,
+    s: float,
+    schedule: Schedule,
+    *,
+    cond=None,
+    generator: Generator | None = None,
+    clip_x0: bool = False,
+) -> Tensor:
     """One ancestral step x_t -> x_s: a draw from the posterior q(x_s | x_t, x0 = x0_hat).
 
     Ho et al. 2020, eq. 6-7 written for any pair of times s < t (so strided grids work):
@@ -95,9 +107,18 @@ def ddpm_step(model_fn: ModelFn, x: Tensor, t: float, s: float, schedule: Schedu
 
 
 @torch.no_grad()
-def ddpm(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, schedule: Schedule, cond=None,
-         generator: Generator | None = None, return_trajectory: bool = False, progress: bool = False,
-         clip_x0: bool = False):
+def ddpm(
+    model_fn: ModelFn,
+    x_init: Tensor,
+    ts: Tensor,
+    *,
+    schedule: Schedule,
+    cond=None,
+    generator: Generator | None = None,
+    return_trajectory: bool = False,
+    progress: bool = False,
+    clip_x0: bool = False,
+):
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) over the grid ``ts`` with an epsilon model."""
     x = x_init
     trajectory = [x_init] if return_trajectory else None
@@ -109,8 +130,18 @@ def ddpm(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, schedule: Schedule, c
 
 
 @torch.no_grad()
-def ddim_step(model_fn: ModelFn, x: Tensor, t: float, s: float, schedule: Schedule, *, cond=None,
-              eta: float = 0.0, generator: Generator | None = None, clip_x0: bool = False) -> Tensor:
+def ddim_step(
+    model_fn: ModelFn,
+    x: Tensor,
+    t: float,
+    s: float,
+    schedule: Schedule,
+    *,
+    cond=None,
+    eta: float = 0.0,
+    generator: Generator | None = None,
+    clip_x0: bool = False,
+) -> Tensor:
     """One DDIM step x_t -> x_s (Song et al. 2021, eq. 12):
 
     x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z,   c = eta * sqrt(posterior variance).
@@ -127,9 +158,19 @@ def ddim_step(model_fn: ModelFn, x: Tensor, t: float, s: float, schedule: Schedu
 
 
 @torch.no_grad()
-def ddim(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, schedule: Schedule, eta: float = 0.0, cond=None,
-         generator: Generator | None = None, return_trajectory: bool = False, progress: bool = False,
-         clip_x0: bool = False):
+def ddim(
+    model_fn: ModelFn,
+    x_init: Tensor,
+    ts: Tensor,
+    *,
+    schedule: Schedule,
+    eta: float = 0.0,
+    cond=None,
+    generator: Generator | None = None,
+    return_trajectory: bool = False,
+    progress: bool = False,
+    clip_x0: bool = False,
+):
     """DDIM sampling (Song et al. 2021) over ``ts`` with an epsilon model; ``eta`` in [0, 1]."""
     if eta < 0:
         raise ValueError("eta must be >= 0")
@@ -149,8 +190,16 @@ def euler_step(model_fn: ModelFn, x: Tensor, t: float, s: float, *, cond=None) -
 
 
 @torch.no_grad()
-def euler(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, cond=None, generator: Generator | None = None,
-          return_trajectory: bool = False, progress: bool = False):
+def euler(
+    model_fn: ModelFn,
+    x_init: Tensor,
+    ts: Tensor,
+    *,
+    cond=None,
+    generator: Generator | None = None,
+    return_trajectory: bool = False,
+    progress: bool = False,
+):
     """Euler's method on the flow-matching ODE dx/dt = u(x, t) from t = ts[0] to ts[-1] (velocity model).
 
     Deterministic: ``generator`` is accepted for the common signature and not used.
@@ -178,8 +227,16 @@ def heun_step(model_fn: ModelFn, x: Tensor, t: float, s: float, *, cond=None) ->
 
 
 @torch.no_grad()
-def heun(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, cond=None, generator: Generator | None = None,
-         return_trajectory: bool = False, progress: bool = False):
+def heun(
+    model_fn: ModelFn,
+    x_init: Tensor,
+    ts: Tensor,
+    *,
+    cond=None,
+    generator: Generator | None = None,
+    return_trajectory: bool = False,
+    progress: bool = False,
+):
     """Heun's second-order method on dx/dt = u(x, t) (velocity model); 2 model calls per step but the last."""
     _require_velocity(model_fn, "Heun")
     x = x_init
@@ -192,8 +249,9 @@ def heun(model_fn: ModelFn, x_init: Tensor, ts: Tensor, *, cond=None, generator:
 
 
 def _require_velocity(model_fn: ModelFn, name: str) -> None:
-    predictions.require(model_fn, ("velocity",), name,
-                        "wrap it with predictions.as_flow_velocity(model, schedule) first")
+    predictions.require(
+        model_fn, ("velocity",), name, "wrap it with predictions.as_flow_velocity(model, schedule) first"
+    )
 
 
 def eps_from_velocity_model(model_fn: ModelFn) -> ModelFn:

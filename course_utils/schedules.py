@@ -15,6 +15,7 @@ always 0 = data.
 
 Symbols: alpha_bar = alpha^2 ("alphas_cumprod" in diffusers), SNR = alpha^2 / sigma^2.
 """
+
 from __future__ import annotations
 
 import math

@@ -22,6 +22,7 @@ first cell that contains an anchor text, and adds ``checks`` to the notebook's
 ``from course_utils import ...`` line; :data:`PLANNED` lists the exercises the course plans for
 each notebook, which ``--add-planned`` inserts where they are still missing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,11 +71,17 @@ def stub_source(source: str) -> str:
 def _stub_function(node: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> list[str]:
     first = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
     body = node.body
-    has_doc = isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str)
+    has_doc = (
+        isinstance(body[0], ast.Expr)
+        and isinstance(getattr(body[0], "value", None), ast.Constant)
+        and isinstance(body[0].value.value, str)
+    )
     indent = " " * (body[0].col_offset if body[0].lineno != node.lineno else node.col_offset + 4)
     if body[0].lineno == node.lineno:  # "def f(x): return x" on one line: rebuild the header
         returns = f" -> {ast.unparse(node.returns)}" if node.returns is not None else ""
-        head = lines[first : node.lineno - 1] + [" " * node.col_offset + f"def {node.name}({ast.unparse(node.args)}){returns}:"]
+        head = lines[first : node.lineno - 1] + [
+            " " * node.col_offset + f"def {node.name}({ast.unparse(node.args)}){returns}:"
+        ]
         kept = []
     else:
         head = lines[first : body[0].lineno - 1]
@@ -181,8 +188,11 @@ PLANNED: tuple[Exercise, ...] = (
         "02",
         "ts = schedules.step_grid(1000, 990, 30)",
         "**Exercise: one DDPM step.** Write `ddpm_step(x_t, eps_hat, alpha_bar_t, alpha_bar_s, z)`: estimate\n"
-        "$\\hat x_0$ from the noise estimate, then draw $x_s$ from the posterior $q(x_s \\mid x_t, \\hat x_0)$ with the\n"
-        "standard normal `z` (Ho et al. 2020, eq. 6-7; $\\beta = 1 - \\bar\\alpha_t / \\bar\\alpha_s$)." + "\n" + _CHECK_LINE,
+        "$\\hat x_0$ from the noise estimate, then draw $x_s$ from the posterior "
+        "$q(x_s \\mid x_t, \\hat x_0)$ with the\n"
+        "standard normal `z` (Ho et al. 2020, eq. 6-7; $\\beta = 1 - \\bar\\alpha_t / \\bar\\alpha_s$)."
+        + "\n"
+        + _CHECK_LINE,
         '''def ddpm_step(x_t, eps_hat, alpha_bar_t, alpha_bar_s, z):
     """One ancestral step x_t -> x_s (s < t) from the model's noise estimate eps_hat."""
     x0_hat = (x_t - (1 - alpha_bar_t).sqrt() * eps_hat) / alpha_bar_t.sqrt()
@@ -221,8 +231,11 @@ checks.check_cfg(cfg_combine)''',
         "06",
         "samplers.ddim(",
         "**Exercise: one DDIM step.** Write `ddim_step(x_t, eps_hat, alpha_bar_t, alpha_bar_s, eta, z)`\n"
-        "(Song et al. 2021, eq. 12): $c = \\eta\\sqrt{(1 - \\bar\\alpha_s)/(1 - \\bar\\alpha_t)\\,(1 - \\bar\\alpha_t/\\bar\\alpha_s)}$ and\n"
-        "$x_s = \\sqrt{\\bar\\alpha_s}\\,\\hat x_0 + \\sqrt{1 - \\bar\\alpha_s - c^2}\\,\\hat\\varepsilon + c\\,z$." + "\n" + _CHECK_LINE,
+        "(Song et al. 2021, eq. 12): "
+        "$c = \\eta\\sqrt{(1 - \\bar\\alpha_s)/(1 - \\bar\\alpha_t)\\,(1 - \\bar\\alpha_t/\\bar\\alpha_s)}$ and\n"
+        "$x_s = \\sqrt{\\bar\\alpha_s}\\,\\hat x_0 + \\sqrt{1 - \\bar\\alpha_s - c^2}\\,\\hat\\varepsilon + c\\,z$."
+        + "\n"
+        + _CHECK_LINE,
         '''def ddim_step(x_t, eps_hat, alpha_bar_t, alpha_bar_s, eta, z):
     """One DDIM step x_t -> x_s; eta = 0 is deterministic, eta = 1 matches DDPM's posterior."""
     x0_hat = (x_t - (1 - alpha_bar_t).sqrt() * eps_hat) / alpha_bar_t.sqrt()
@@ -295,9 +308,13 @@ def write_student_versions(notebooks: list[Path], out: Path) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course_utils.student_version", description=__doc__.split("\n")[0])
-    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to convert (default: every notebooks/*.ipynb)")
+    parser.add_argument(
+        "notebooks", nargs="*", type=Path, help="notebooks to convert (default: every notebooks/*.ipynb)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <repo>/student_notebooks)")
-    parser.add_argument("--add-planned", action="store_true", help="insert the planned exercises into the notebooks themselves")
+    parser.add_argument(
+        "--add-planned", action="store_true", help="insert the planned exercises into the notebooks themselves"
+    )
     args = parser.parse_args(argv)
     notebooks = args.notebooks or sorted((config.repo_root() / "notebooks").glob("*.ipynb"))
     if not notebooks:

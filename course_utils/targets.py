@@ -9,6 +9,7 @@ For any path xt = alpha x0 + sigma eps (see :mod:`course_utils.schedules`):
 
 ``alpha`` and ``sigma`` are tensors broadcastable to the images (use ``coef(schedule.alpha(t), x)``).
 """
+
 from __future__ import annotations
 
 from torch import Tensor

@@ -15,6 +15,7 @@ Checkpoints (``run_dir/epoch_NNNN.safetensors`` + ``.json``) use the course's on
 ``sample_fn`` draws images during training and ``save_samples`` (for example
 :func:`course_utils.plotting.sample_grid_saver`) stores them.
 """
+
 from __future__ import annotations
 
 import copy
@@ -43,7 +44,6 @@ from .checkpoints import (  # noqa: F401
     strip_prefix,
     unflatten_optimizer,
 )
-
 
 # ---------------------------------------------------------------------------------------------
 # EMA
@@ -224,8 +224,15 @@ def train(
     loss_generator = torch.Generator().manual_seed(seed)  # times, noise, condition dropout
     torch.manual_seed(seed)  # whatever the model draws itself (dropout)
     hparams = dict(
-        epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, gamma=gamma, optimizer=optimizer,
-        weight_decay=weight_decay, ema_decay=ema_decay, seed=seed,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        lr_schedule=lr_schedule,
+        gamma=gamma,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        ema_decay=ema_decay,
+        seed=seed,
     )
     config = getattr(model, "cfg", None)
     base_record = {
@@ -259,8 +266,11 @@ def train(
         scaler.load_state_dict(record["grad_scaler"])  # the loss scale it had reached, not the initial 65536
     progress = progress and rank == 0
     writer = _tensorboard(run_dir) if progress else None
-    per_epoch = math.ceil(tensors[0].shape[0] / batch_size) if tensors is not None else (
-        len(data) if hasattr(data, "__len__") else None)
+    per_epoch = (
+        math.ceil(tensors[0].shape[0] / batch_size)
+        if tensors is not None
+        else (len(data) if hasattr(data, "__len__") else None)
+    )
     if lr_schedule == "cosine" and per_epoch is None:
         raise ValueError("a cosine learning-rate schedule needs data of known length (tensors or a sized iterable)")
     for epoch in range(result.epoch, epochs):
@@ -301,8 +311,10 @@ def train(
         result.epoch_losses.append(sum(running) / max(1, len(running)))
         result.epoch_seconds.append(time.perf_counter() - started)
         if progress:
-            print(f"epoch {result.epoch}/{epochs}: loss {result.epoch_losses[-1]:.4f} "
-                  f"({result.epoch_seconds[-1]:.0f} s, lr {opt.param_groups[0]['lr']:.2e})")
+            print(
+                f"epoch {result.epoch}/{epochs}: loss {result.epoch_losses[-1]:.4f} "
+                f"({result.epoch_seconds[-1]:.0f} s, lr {opt.param_groups[0]['lr']:.2e})"
+            )
         if sample_fn is not None and sample_every and result.epoch % sample_every == 0 and rank == 0:
             _draw_samples(sample_fn, save_samples, result.final_model, result.epoch)
             model.train()
@@ -326,8 +338,9 @@ def _check_same_run(record: dict, base_record: dict, checkpoint: Path) -> None:
         return json.loads(json.dumps(dict(hparams, model=r.get("model_config"))))  # tuples as JSON lists
 
     then, now = settings(record), settings(base_record)
-    changed = [f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in sorted(then.keys() | now.keys())
-               if then.get(k) != now.get(k)]
+    changed = [
+        f"{k} {then.get(k)!r} -> {now.get(k)!r}" for k in sorted(then.keys() | now.keys()) if then.get(k) != now.get(k)
+    ]
     if changed:
         raise ValueError(
             f"{checkpoint.parent} holds a run with other settings ({'; '.join(changed)}): resuming it would "
@@ -371,7 +384,9 @@ def _wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     if device.type == "cuda":
-        return DistributedDataParallel(model, device_ids=[device.index if device.index is not None else torch.cuda.current_device()])
+        return DistributedDataParallel(
+            model, device_ids=[device.index if device.index is not None else torch.cuda.current_device()]
+        )
     return DistributedDataParallel(model)
 
 
@@ -392,8 +407,16 @@ def _draw_samples(sample_fn, save_samples, model: nn.Module, epoch: int) -> None
         save_samples(images, epoch)
 
 
-def _write_checkpoint(run_dir: Path, model, ema, opt, loss_generator, result: TrainResult, base_record: dict,
-                      scaler: torch.amp.GradScaler | None = None) -> Path:
+def _write_checkpoint(
+    run_dir: Path,
+    model,
+    ema,
+    opt,
+    loss_generator,
+    result: TrainResult,
+    base_record: dict,
+    scaler: torch.amp.GradScaler | None = None,
+) -> Path:
     tensors = prefixed("model", model)
     if ema is not None:
         tensors.update(prefixed("ema", ema))

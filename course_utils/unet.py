@@ -32,6 +32,7 @@ of the training set (buffers of the model, so they travel in every checkpoint), 
 ``VectorEmbedding`` (a row of NaN = "no condition", the learned null embedding).
 ``UNetConfig.photo_small()`` is the same network, narrow and at 32 px, that trains on a CPU.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
@@ -42,8 +43,8 @@ from torch import Tensor, nn
 from .layers import (
     ClassEmbedding,
     ConvBlock,
-    Downsample,
     DownBlock,
+    Downsample,
     FCBlock,
     Flatten,
     ResBlock,
@@ -92,9 +93,19 @@ class UNetConfig:
         """The reference feature-conditioned photo UNet: 256x256 RGB, 64-128-256-512-512 channels,
         2 ResBlocks per level, self-attention at 32x32 and 16x16, 32 features as the condition."""
         values = dict(
-            arch="res", in_channels=3, image_size=256, time_embedding="sinusoidal", cond="vector", cond_dim=32,
-            base_channels=64, channel_mults=(1, 2, 4, 8, 8), num_res_blocks=2, attn_resolutions=(32, 16),
-            attn_heads=4, dropout=0.1, groups=32,
+            arch="res",
+            in_channels=3,
+            image_size=256,
+            time_embedding="sinusoidal",
+            cond="vector",
+            cond_dim=32,
+            base_channels=64,
+            channel_mults=(1, 2, 4, 8, 8),
+            num_res_blocks=2,
+            attn_resolutions=(32, 16),
+            attn_heads=4,
+            dropout=0.1,
+            groups=32,
         )
         return cls(**{**values, **kw})
 
@@ -104,8 +115,13 @@ class UNetConfig:
         coarsest level (8x8 for 32 px; attention at 16x16 doubles a CPU training step), for fast
         mode and CPU training."""
         values = dict(
-            base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=2,
-            attn_resolutions=(image_size // 4,), attn_heads=4, dropout=0.0, groups=8,
+            base_channels=32,
+            channel_mults=(1, 2, 2),
+            num_res_blocks=2,
+            attn_resolutions=(image_size // 4,),
+            attn_heads=4,
+            dropout=0.0,
+            groups=8,
         )
         return cls.photo256(image_size=image_size, **{**values, **kw})
 
@@ -126,7 +142,9 @@ class UNetConfig:
 
 def _check_images(cfg: UNetConfig, x: Tensor) -> None:
     if x.shape[1:] != (cfg.in_channels, cfg.image_size, cfg.image_size):
-        raise ValueError(f"expected images (B, {cfg.in_channels}, {cfg.image_size}, {cfg.image_size}), got {tuple(x.shape)}")
+        raise ValueError(
+            f"expected images (B, {cfg.in_channels}, {cfg.image_size}, {cfg.image_size}), got {tuple(x.shape)}"
+        )
 
 
 class MnistUNet(nn.Module):
@@ -232,11 +250,13 @@ class ResUNet(nn.Module):
                 self.down.append(nn.ModuleList([Downsample(ch)]))
                 skips.append(ch)
                 size //= 2
-        self.mid = nn.ModuleList([
-            ResBlock(ch, ch, emb_dim, dropout=cfg.dropout, groups=groups),
-            SelfAttention(ch, heads=heads, groups=groups),
-            ResBlock(ch, ch, emb_dim, dropout=cfg.dropout, groups=groups),
-        ])
+        self.mid = nn.ModuleList(
+            [
+                ResBlock(ch, ch, emb_dim, dropout=cfg.dropout, groups=groups),
+                SelfAttention(ch, heads=heads, groups=groups),
+                ResBlock(ch, ch, emb_dim, dropout=cfg.dropout, groups=groups),
+            ]
+        )
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(cfg.channel_mults))):
             for _ in range(cfg.num_res_blocks + 1):

@@ -6,6 +6,7 @@ what they computed in ``ui.state`` (a dict), which is what the unit tests check 
 Where ipywidgets is missing (a plain script, a headless run), ``static=True`` draws the same
 figure for a few fixed slider values instead.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -56,7 +57,9 @@ def noise_explorer(
         ab = schedule.alpha_bar(torch.tensor(t)).item()
         state.update(t=t, alpha_bar=ab, xt=xt)
         labels = [f"{name}" for name in titles] if titles else None
-        plotting.show_images(xt, labels, value_range=value_range, size=2.2, suptitle=f"t = {t:.2f}   alpha_bar = {ab:.3f}")
+        plotting.show_images(
+            xt, labels, value_range=value_range, size=2.2, suptitle=f"t = {t:.2f}   alpha_bar = {ab:.3f}"
+        )
         plt.show()
 
     if static is None:
@@ -66,7 +69,9 @@ def noise_explorer(
         for value in (0.0, 0.25, 0.5, 0.75, 1.0):
             rows.append([schedule.add_noise(a, torch.tensor(value), e) for a, e in zip(x0, eps)])
         columns = list(zip(*rows))
-        fig = plotting.noising_strip(columns, [f"t = {v}" for v in (0.0, 0.25, 0.5, 0.75, 1.0)], rows=titles, value_range=value_range)
+        fig = plotting.noising_strip(
+            columns, [f"t = {v}" for v in (0.0, 0.25, 0.5, 0.75, 1.0)], rows=titles, value_range=value_range
+        )
         state.update(t=None, figure=fig)
         return fig
 
@@ -139,8 +144,16 @@ def feature_explorer(
 
     style = {"description_width": "130px"}
     sliders = {
-        name: widgets.FloatSlider(value=value, min=0.0, max=1.0, step=0.01, description=name, style=style,
-                                  continuous_update=False, layout=widgets.Layout(width="420px"))
+        name: widgets.FloatSlider(
+            value=value,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            description=name,
+            style=style,
+            continuous_update=False,
+            layout=widgets.Layout(width="420px"),
+        )
         for name, value in zip(names, base)
     }
     accordion = widgets.Accordion(children=[widgets.VBox([sliders[n] for n in members]) for members in groups.values()])
@@ -213,12 +226,18 @@ def sampler_explorer(
     if static is None:
         static = not _have_ipywidgets()
     if static:
-        fig, axes = plt.subplots(len(scale_options), len(step_options), squeeze=False,
-                                 figsize=(2.2 * len(step_options), 2.2 * len(scale_options)))
+        fig, axes = plt.subplots(
+            len(scale_options),
+            len(step_options),
+            squeeze=False,
+            figsize=(2.2 * len(step_options), 2.2 * len(scale_options)),
+        )
         for r, w in enumerate(scale_options):
             for c, s in enumerate(step_options):
                 grid = plotting.image_grid(images_for(s, w), nrow=nrow, value_range=value_range)
-                axes[r, c].imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+                axes[r, c].imshow(
+                    grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest"
+                )
                 axes[r, c].set_xticks([])
                 axes[r, c].set_yticks([])
                 if r == 0:
@@ -234,7 +253,9 @@ def sampler_explorer(
     def control(options, description):
         if len(options) == 1:
             return widgets.fixed(options[0])
-        return widgets.SelectionSlider(options=list(options), value=options[0], description=description, continuous_update=False)
+        return widgets.SelectionSlider(
+            options=list(options), value=options[0], description=description, continuous_update=False
+        )
 
     controls = {"steps": control(step_options, "steps"), "guidance": control(scale_options, "guidance")}
     ui = widgets.interactive(draw, **controls)
@@ -248,7 +269,12 @@ def steps_explorer(generate_fn: Callable[..., Tensor], steps: Sequence[int] = (1
     return sampler_explorer(generate_fn, steps=steps, **kwargs)
 
 
-def guidance_explorer(generate_fn: Callable[..., Tensor], scales: Sequence[float] = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5), *,
-                      steps: int = 20, **kwargs):
+def guidance_explorer(
+    generate_fn: Callable[..., Tensor],
+    scales: Sequence[float] = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5),
+    *,
+    steps: int = 20,
+    **kwargs,
+):
     """Classifier-free guidance scale slider at a fixed number of steps: :func:`sampler_explorer`."""
     return sampler_explorer(generate_fn, steps=steps, guidance=scales, **kwargs)

@@ -1,4 +1,5 @@
 """Shared test set-up: find the offline data, keep torch to one thread, use temporary output folders."""
+
 from __future__ import annotations
 
 import os

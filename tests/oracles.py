@@ -1,5 +1,4 @@
 """Closed-form denoisers for tests: the perfect models when the data set is one image x*."""
-import torch
 
 from course_utils import targets
 

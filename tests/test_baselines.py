@@ -45,7 +45,9 @@ def test_blur_is_the_course_one_and_psnr_the_metrics_one():
 
 def test_psnr_and_best_blur_beats_noisy_input():
     assert baselines.mse_psnr(torch.zeros(1, 2, 2), torch.zeros(1, 2, 2)) == float("inf")
-    assert baselines.mse_psnr(torch.zeros(1, 2, 2), torch.full((1, 2, 2), 0.2)) == pytest.approx(10 * np.log10(4 / 0.04))
+    assert baselines.mse_psnr(torch.zeros(1, 2, 2), torch.full((1, 2, 2), 0.2)) == pytest.approx(
+        10 * np.log10(4 / 0.04)
+    )
     g = torch.Generator().manual_seed(1)
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
     clean = (xx**2 + yy**2 < 0.5).float()[None, None] * 2 - 1

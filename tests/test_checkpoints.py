@@ -1,4 +1,5 @@
 """One checkpoint format for everything the course ships: tensors + a JSON record with recipe and hash."""
+
 from pathlib import Path
 
 import pytest

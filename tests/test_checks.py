@@ -1,4 +1,5 @@
 """Every exercise checker passes the right answer and fails the typical wrong ones, saying why."""
+
 import numpy as np
 import pytest
 import torch
@@ -78,8 +79,9 @@ WRONG = {
     },
     "ddpm_step": {
         "no noise added": lambda x_t, e, a, b, z: ddpm_step(x_t, e, a, b, 0 * z),
-        "sqrt forgotten on the noise": lambda x_t, e, a, b, z: ddpm_step(x_t, e, a, b, 0 * z)
-        + ((1 - a / b) * (1 - b) / (1 - a)) * z,
+        "sqrt forgotten on the noise": lambda x_t, e, a, b, z: (
+            ddpm_step(x_t, e, a, b, 0 * z) + ((1 - a / b) * (1 - b) / (1 - a)) * z
+        ),
         "sign of eps flipped": lambda x_t, e, a, b, z: ddpm_step(x_t, -e, a, b, z),
         "DDIM instead": lambda x_t, e, a, b, z: ddim_step(x_t, e, a, b, 0.0, z),
         "one image only": lambda x_t, e, a, b, z: ddpm_step(x_t, e, a, b, z)[:1],
@@ -103,8 +105,9 @@ WRONG = {
     },
     "ddim_step": {
         "eta ignored": lambda x_t, e, a, b, eta, z: ddim_step(x_t, e, a, b, 0.0, z),
-        "c not removed from the eps term": lambda x_t, e, a, b, eta, z: ddim_step(x_t, e, a, b, 0.0, z)
-        + eta * ((1 - b) / (1 - a) * (1 - a / b)).sqrt() * z,
+        "c not removed from the eps term": lambda x_t, e, a, b, eta, z: (
+            ddim_step(x_t, e, a, b, 0.0, z) + eta * ((1 - b) / (1 - a) * (1 - a / b)).sqrt() * z
+        ),
         "sqrt forgotten on abar_s": lambda x_t, e, a, b, eta, z: b * _x0_hat(x_t, e, a) + (1 - b).sqrt() * e,
         "sign of the noise flipped": lambda x_t, e, a, b, eta, z: ddim_step(x_t, e, a, b, eta, -z),
         "flattened": lambda x_t, e, a, b, eta, z: ddim_step(x_t, e, a, b, eta, z).flatten(1),

@@ -1,4 +1,5 @@
 """The MNIST classifier is one more course model: trained by the one loop, stored in the one format."""
+
 import functools
 import json
 
@@ -33,7 +34,9 @@ def test_recipe_is_a_course_recipe():
     assert (r.optimizer, r.lr_schedule, r.ema_decay, r.extra["max_shift"]) == ("adamw", "cosine", None, 2)
     assert classifier.CLASSIFIER_SHA256 == r.sha256 == metrics.CLASSIFIER_SHA256
     assert metrics.CLASSIFIER_RECIPE == dict(epochs=3, batch_size=128, lr=2e-3, weight_decay=1e-4, max_shift=2, seed=0)
-    assert metrics.load_classifier is classifier.load_classifier and metrics.MnistClassifier is classifier.MnistClassifier
+    assert (
+        metrics.load_classifier is classifier.load_classifier and metrics.MnistClassifier is classifier.MnistClassifier
+    )
     assert metrics.CheckpointError is errors.CheckpointError
 
 
@@ -62,7 +65,7 @@ def test_classifier_trains_through_the_course_loop(checkpoint_dir, monkeypatch):
     torch.manual_seed(0)
     untrained = classifier.MnistClassifier()
     model, report = classifier.train_classifier(**TINY)
-    (loss_fn, kwargs), = calls
+    ((loss_fn, kwargs),) = calls
     assert loss_fn.func is classifier.classification_loss and loss_fn.keywords == {"max_shift": 2}
     assert (kwargs["optimizer"], kwargs["lr_schedule"], kwargs["ema_decay"]) == ("adamw", "cosine", None)
     assert kwargs["recipe"]["objective"] == "classify"
@@ -76,7 +79,6 @@ def test_classifier_trains_through_the_course_loop(checkpoint_dir, monkeypatch):
     record = checkpoints.read_record(checkpoint_dir / classifier.CLASSIFIER_FILE)
     assert record["recipe"]["objective"] == "classify" and record["recipe"]["sha256"] is None
     assert record["report"]["train_images"] == 256 and isinstance(loaded, classifier.MnistClassifier)
-
 
 
 def test_save_and_load_round_trip_in_the_one_format(checkpoint_dir):
@@ -99,7 +101,9 @@ def test_save_and_load_round_trip_in_the_one_format(checkpoint_dir):
 
     loaded = classifier.load_classifier(train_if_missing=False, device="cpu")
     expected = classifier.MnistClassifier().eval()
-    expected.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+    expected.load_state_dict(
+        {k: v.half().float() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    )
     x = torch.rand(3, 1, 28, 28) * 2 - 1
     torch.testing.assert_close(loaded(x), expected(x), atol=0, rtol=0)
     assert classifier.load_classifier(train_if_missing=False, device="cpu") is loaded  # cached in memory

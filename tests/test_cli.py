@@ -11,8 +11,12 @@ from tests.conftest import mnist_available
 
 
 def test_unknown_model_and_bad_numbers_fail_clearly(capsys):
-    for argv in (["sample", "mnist-gan"], ["sample", "mnist-cfg", "--n", "0"], ["sample", "mnist-cfg", "--steps", "0"],
-                 ["train", "nope"]):
+    for argv in (
+        ["sample", "mnist-gan"],
+        ["sample", "mnist-cfg", "--n", "0"],
+        ["sample", "mnist-cfg", "--steps", "0"],
+        ["train", "nope"],
+    ):
         with pytest.raises(SystemExit) as err:
             main(argv)
         assert err.value.code == 2
@@ -28,13 +32,35 @@ def test_sample_without_checkpoint(tmp_course_dirs, capsys):
 @pytest.mark.skipif(not mnist_available(), reason="MNIST not found")
 def test_train_then_sample(tmp_course_dirs, monkeypatch):
     r = pretrained.recipe("mnist-cfg")
-    monkeypatch.setitem(pretrained.REGISTRY, "mnist-cfg",
-                        dataclasses.replace(r, fast=dict(epochs=1, data_limit=32, hidden=4), sha256=None))
+    monkeypatch.setitem(
+        pretrained.REGISTRY,
+        "mnist-cfg",
+        dataclasses.replace(r, fast=dict(epochs=1, data_limit=32, hidden=4), sha256=None),
+    )
     monkeypatch.setattr(pretrained.config, "repo_root", lambda: tmp_course_dirs)
     assert main(["train", "mnist-cfg", "--fast", "--no-progress"]) == 0
     out = tmp_course_dirs / "s.npz"
-    assert main(["sample", "mnist-cfg", "--fast", "--n", "13", "--steps", "2", "--guidance", "3",
-                 "--batch", "5", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "mnist-cfg",
+                "--fast",
+                "--n",
+                "13",
+                "--steps",
+                "2",
+                "--guidance",
+                "3",
+                "--batch",
+                "5",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     saved = np.load(out)
     assert saved["images"].shape == (13, 28, 28) and saved["images"].dtype == np.float32
     assert 0 <= saved["images"].min() and saved["images"].max() <= 1
@@ -53,33 +79,55 @@ def test_colab_check_passes_on_the_shipped_notebooks():
     assert main(["colab", "--check"]) == 0
 
 
-@pytest.mark.skipif(not (mnist_available() and pretrained.checkpoint_path("mnist-cfg").is_file()),
-                    reason="needs MNIST and the shipped mnist-cfg")
+@pytest.mark.skipif(
+    not (mnist_available() and pretrained.checkpoint_path("mnist-cfg").is_file()),
+    reason="needs MNIST and the shipped mnist-cfg",
+)
 def test_sample_score_prints_the_classifier_report(tmp_path, capsys):
     out = tmp_path / "s.npz"
-    assert main(["sample", "mnist-cfg", "--n", "20", "--steps", "8", "--guidance", "3", "--score",
-                 "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "mnist-cfg",
+                "--n",
+                "20",
+                "--steps",
+                "8",
+                "--guidance",
+                "3",
+                "--score",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("mnist-cfg: n=20  FD=") and "confident=" in line and "accuracy=" in line
     accuracy = float(line.split("accuracy=")[1].split("%")[0])
     assert accuracy >= 80, line  # guided samples of the shipped model read as the requested digit
 
 
-@pytest.mark.parametrize("args, says", [
-    (["--size", "4"], "at least 8 pixels"),
-    (["--size", "30", "--model", "small"], "divisible by 4"),
-    (["--size", "72", "--model", "full"], "divisible by 16"),
-    (["--size", "72"], "divisible by 16"),  # 64 px and up default to the full model
-    (["--epochs", "0"], "argument --epochs: must be at least 1"),
-    (["--batch-size", "0"], "argument --batch-size: must be at least 1"),
-    (["--p-uncond", "1.5"], "argument --p-uncond: must lie in [0, 1]"),
-    (["--p-uncond", "-0.1"], "argument --p-uncond: must lie in [0, 1]"),
-    (["--ema", "1"], "argument --ema: must lie strictly between 0 and 1"),
-    (["--ema", "0"], "argument --ema: must lie strictly between 0 and 1"),
-    (["--lr", "0"], "argument --lr: must be a positive number"),
-    (["--fidelity", "1"], "at least 2 images"),
-    (["--data", "/nonexistent/photos"], "is not a folder"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--size", "4"], "at least 8 pixels"),
+        (["--size", "30", "--model", "small"], "divisible by 4"),
+        (["--size", "72", "--model", "full"], "divisible by 16"),
+        (["--size", "72"], "divisible by 16"),  # 64 px and up default to the full model
+        (["--epochs", "0"], "argument --epochs: must be at least 1"),
+        (["--batch-size", "0"], "argument --batch-size: must be at least 1"),
+        (["--p-uncond", "1.5"], "argument --p-uncond: must lie in [0, 1]"),
+        (["--p-uncond", "-0.1"], "argument --p-uncond: must lie in [0, 1]"),
+        (["--ema", "1"], "argument --ema: must lie strictly between 0 and 1"),
+        (["--ema", "0"], "argument --ema: must lie strictly between 0 and 1"),
+        (["--lr", "0"], "argument --lr: must be a positive number"),
+        (["--fidelity", "1"], "at least 2 images"),
+        (["--data", "/nonexistent/photos"], "is not a folder"),
+    ],
+)
 def test_train_photo_refuses_bad_options_before_any_compute(args, says, tmp_course_dirs, monkeypatch, capsys):
     def no_compute(*a, **k):
         raise AssertionError("the options should have been refused before reading photos")
@@ -97,8 +145,11 @@ def test_train_photo_refuses_an_unwritable_output(tmp_course_dirs, monkeypatch, 
     monkeypatch.setattr(photos, "load_photos", lambda *a, **k: pytest.fail("read photos before checking --out"))
     blocker = tmp_course_dirs / "a-file"
     blocker.write_text("not a folder")
-    for option, value in (("--out", blocker / "photo-32.safetensors"), ("--run-dir", blocker / "run"),
-                          ("--out", tmp_course_dirs)):
+    for option, value in (
+        ("--out", blocker / "photo-32.safetensors"),
+        ("--run-dir", blocker / "run"),
+        ("--out", tmp_course_dirs),
+    ):
         with pytest.raises(SystemExit) as err:
             main(["train", "photo", "--size", "32", option, str(value)])
         assert err.value.code == 2
@@ -111,6 +162,7 @@ def test_photos_main_is_the_train_photo_command(capsys):
     assert err.value.code == 0
     assert "python -m course_utils train photo" in capsys.readouterr().out
     assert photos.build_parser().parse_args(["--size", "16"]).size == 16
-    run = subprocess.run([sys.executable, "-m", "course_utils.photos", "--epochs", "0"], capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "course_utils.photos", "--epochs", "0"], capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 2 and "argument --epochs: must be at least 1" in run.stderr

@@ -1,4 +1,5 @@
 """Colab badges and set-up cells: inserted, refreshed, checked; the cell is a no-op off Colab."""
+
 import sys
 import types
 
@@ -9,7 +10,9 @@ from course_utils import colab
 
 
 def _notebook(title="# 05 · Title\n\nSome text."):
-    return new_notebook(cells=[new_markdown_cell(title), new_code_cell("from course_utils import config"), new_markdown_cell("## more")])
+    return new_notebook(
+        cells=[new_markdown_cell(title), new_code_cell("from course_utils import config"), new_markdown_cell("## more")]
+    )
 
 
 def test_badge_points_at_the_notebook_in_the_repository():

@@ -1,4 +1,5 @@
 """Every row of the README's concept index points at a notebook, a section and a function that exist."""
+
 import importlib
 import json
 import re
@@ -30,7 +31,7 @@ def test_the_index_is_there_and_covers_every_notebook_that_teaches():
     rows = _rows()
     assert len(rows) >= 30
     linked = {re.search(r"\((notebooks/[^)]+)\)", r[1]).group(1) for r in rows}
-    assert {f"notebooks/0{i}" for i in range(1, 10)} <= {p[:len("notebooks/0N")] for p in linked}
+    assert {f"notebooks/0{i}" for i in range(1, 10)} <= {p[: len("notebooks/0N")] for p in linked}
 
 
 @pytest.mark.parametrize("row", _rows(), ids=lambda r: r[0][:40])

@@ -1,4 +1,5 @@
 """Multi-process training (PyTorch DDP) on the CPU with the gloo backend: two ranks, one model."""
+
 import os
 import sys
 
@@ -35,9 +36,17 @@ def _rank_main(rank: int, tmp: str) -> None:
         torch.manual_seed(100 + rank)  # a different random state per rank: DDP must still agree
         ps = photo_data.load_photos(os.path.join(tmp, "photos"), size=16, progress=False, workers=1)
         cfg = UNetConfig.photo_small(16, base_channels=8, groups=4)
-        model, result = photos.train_photo_model(ps, cfg=cfg, epochs=1, batch_size=2, lr=1e-3,
-                                                 run_dir=os.path.join(tmp, "run"), sample_every=None, progress=False,
-                                                 seed=0)
+        model, result = photos.train_photo_model(
+            ps,
+            cfg=cfg,
+            epochs=1,
+            batch_size=2,
+            lr=1e-3,
+            run_dir=os.path.join(tmp, "run"),
+            sample_every=None,
+            progress=False,
+            seed=0,
+        )
         raw = result.model.state_dict()
         save_file({k: v.contiguous() for k, v in raw.items()}, os.path.join(tmp, f"rank{rank}.safetensors"))
         with open(os.path.join(tmp, f"rank{rank}.txt"), "w") as handle:

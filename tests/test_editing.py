@@ -1,11 +1,12 @@
 """Editing: SDEdit, inpainting, anagram and hybrid wrappers, against closed-form answers."""
+
 import functools
 
 import pytest
 import torch
 from torch import nn
 
-from course_utils import editing, samplers, schedules, targets
+from course_utils import editing, samplers, schedules
 
 from . import oracles
 
@@ -113,20 +114,24 @@ def test_sdedit_refuses_a_bad_start_index(i_start):
         editing.sdedit(TinyModel(), _image(), TS, i_start, schedule=LINEAR)
 
 
-@pytest.mark.parametrize("x0, match", [
-    (torch.rand(2, 1, 8, 8) * 4, r"\[-1, 1\]"),
-    (torch.zeros(1, 8, 8), "shape"),
-    (torch.full((1, 1, 8, 8), float("nan")), "NaN"),
-    (torch.zeros(1, 1, 8, 8, dtype=torch.int64), "float"),
-    ([[0.0]], "Tensor"),
-])
+@pytest.mark.parametrize(
+    "x0, match",
+    [
+        (torch.rand(2, 1, 8, 8) * 4, r"\[-1, 1\]"),
+        (torch.zeros(1, 8, 8), "shape"),
+        (torch.full((1, 1, 8, 8), float("nan")), "NaN"),
+        (torch.zeros(1, 1, 8, 8, dtype=torch.int64), "float"),
+        ([[0.0]], "Tensor"),
+    ],
+)
 def test_sdedit_refuses_bad_images(x0, match):
     with pytest.raises(ValueError, match=match):
         editing.sdedit(TinyModel(), x0, TS, 5, schedule=LINEAR)
 
 
-@pytest.mark.parametrize("ts", [torch.tensor([0.5]), torch.tensor([0.2, 0.5, 0.0]), torch.tensor([0.9, 0.1]),
-                                torch.tensor([1.5, 0.0])])
+@pytest.mark.parametrize(
+    "ts", [torch.tensor([0.5]), torch.tensor([0.2, 0.5, 0.0]), torch.tensor([0.9, 0.1]), torch.tensor([1.5, 0.0])]
+)
 def test_sdedit_refuses_bad_grids(ts):
     with pytest.raises(ValueError, match="ts"):
         editing.sdedit(TinyModel(), _image(), ts, 0, schedule=LINEAR)
@@ -142,11 +147,14 @@ def _known(shape=(1, 1, 8, 8)):
     return known
 
 
-@pytest.mark.parametrize("sampler, schedule", [
-    (None, LINEAR),
-    (functools.partial(samplers.ddim, schedule=LINEAR, eta=0.5), LINEAR),
-    (samplers.euler, FLOW),
-])
+@pytest.mark.parametrize(
+    "sampler, schedule",
+    [
+        (None, LINEAR),
+        (functools.partial(samplers.ddim, schedule=LINEAR, eta=0.5), LINEAR),
+        (samplers.euler, FLOW),
+    ],
+)
 def test_inpainting_keeps_the_known_pixels_exactly(sampler, schedule):
     x0, known = _image(5), _known()
     out = editing.inpaint(TinyModel(), x0, known, TS, schedule=schedule, sampler=sampler, generator=_gen())
@@ -192,14 +200,17 @@ def test_inpainting_with_a_soft_mask_blends():
     assert out.shape == x0.shape and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("mask, match", [
-    (torch.ones(1, 1, 4, 4), "broadcast"),
-    (torch.ones(3, 1, 8, 8), "broadcast"),
-    (torch.full((1, 1, 8, 8), 2.0), r"\[0, 1\]"),
-    (torch.full((8, 8), -0.5), r"\[0, 1\]"),
-    (torch.full((8, 8), float("nan")), r"\[0, 1\]"),
-    ("everything", "Tensor"),
-])
+@pytest.mark.parametrize(
+    "mask, match",
+    [
+        (torch.ones(1, 1, 4, 4), "broadcast"),
+        (torch.ones(3, 1, 8, 8), "broadcast"),
+        (torch.full((1, 1, 8, 8), 2.0), r"\[0, 1\]"),
+        (torch.full((8, 8), -0.5), r"\[0, 1\]"),
+        (torch.full((8, 8), float("nan")), r"\[0, 1\]"),
+        ("everything", "Tensor"),
+    ],
+)
 def test_inpainting_refuses_bad_masks(mask, match):
     with pytest.raises(ValueError, match=match):
         editing.inpaint(TinyModel(), _image(), mask, TS, schedule=LINEAR)
@@ -238,10 +249,15 @@ def test_anagram_averages_the_upright_and_the_flipped_estimates():
 
 def test_anagram_and_hybrid_sample_with_the_right_shape_and_a_seed():
     model = TinyModel()
-    for wrapped in (editing.anagram(model, 6, 9), editing.hybrid(model, 3, 8),
-                    editing.anagram(model, torch.tensor([1, 2]), torch.tensor([7, 5]), view=editing.flip_vertical)):
-        runs = [samplers.ddpm(wrapped, torch.randn(2, 1, 8, 8, generator=_gen(s)), TS, schedule=LINEAR, generator=_gen(s))
-                for s in (0, 0, 1)]
+    for wrapped in (
+        editing.anagram(model, 6, 9),
+        editing.hybrid(model, 3, 8),
+        editing.anagram(model, torch.tensor([1, 2]), torch.tensor([7, 5]), view=editing.flip_vertical),
+    ):
+        runs = [
+            samplers.ddpm(wrapped, torch.randn(2, 1, 8, 8, generator=_gen(s)), TS, schedule=LINEAR, generator=_gen(s))
+            for s in (0, 0, 1)
+        ]
         assert runs[0].shape == (2, 1, 8, 8) and torch.isfinite(runs[0]).all()
         assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
@@ -258,7 +274,9 @@ def test_hybrid_is_lowpass_of_one_plus_highpass_of_the_other():
 def test_lowpass_keeps_constants_and_matches_opencv_inside():
     import cv2
 
-    torch.testing.assert_close(editing.gaussian_lowpass(torch.full((1, 2, 9, 9), 0.3), 1.5), torch.full((1, 2, 9, 9), 0.3))
+    torch.testing.assert_close(
+        editing.gaussian_lowpass(torch.full((1, 2, 9, 9), 0.3), 1.5), torch.full((1, 2, 9, 9), 0.3)
+    )
     x = torch.randn(1, 1, 28, 28, generator=_gen())
     ours = editing.gaussian_lowpass(x, 2.0, 13)
     theirs = cv2.GaussianBlur(x[0, 0].numpy(), (13, 13), sigmaX=2.0, borderType=cv2.BORDER_REFLECT_101)
@@ -267,10 +285,15 @@ def test_lowpass_keeps_constants_and_matches_opencv_inside():
     assert editing.hybrid_kernel_size(28) == 15
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(sigma=float("nan")), "sigma"), (dict(sigma=-1.0), "sigma"), (dict(sigma=1.0, ksize=4), "odd"),
-    (dict(sigma=1.0, ksize=17), "too large"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(sigma=float("nan")), "sigma"),
+        (dict(sigma=-1.0), "sigma"),
+        (dict(sigma=1.0, ksize=4), "odd"),
+        (dict(sigma=1.0, ksize=17), "too large"),
+    ],
+)
 def test_lowpass_refuses_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         editing.gaussian_lowpass(torch.zeros(1, 1, 8, 8), **kwargs)

@@ -1,4 +1,5 @@
 """The 32 features on images whose answers are known: shapes, pure colours, flips, odd inputs."""
+
 import numpy as np
 import pytest
 import torch
@@ -201,9 +202,20 @@ def test_pure_red_is_red_and_warm_pure_blue_is_blue_and_cool():
 
 def test_uniform_gray_has_no_saturation_contrast_or_variety():
     vec = F.extract_features(np.full((64, 48, 3), 0.5, np.float32))
-    for name in ("dominant_sat", "sat_variation", "color_contrast", "color_variety", "high_sat_ratio",
-                 "brightness_var", "local_contrast", "shadow_intensity", "shadow_ratio", "spectral_entropy",
-                 "circularity", "num_holes"):
+    for name in (
+        "dominant_sat",
+        "sat_variation",
+        "color_contrast",
+        "color_variety",
+        "high_sat_ratio",
+        "brightness_var",
+        "local_contrast",
+        "shadow_intensity",
+        "shadow_ratio",
+        "spectral_entropy",
+        "circularity",
+        "num_holes",
+    ):
         assert feature(vec, name) == pytest.approx(0.0, abs=1e-3), name  # float32 Lab round-off
     assert feature(vec, "temperature") == pytest.approx(0.5, abs=1e-6)
     assert feature(vec, "dominant_val") == pytest.approx(0.5, abs=1e-6)
@@ -220,7 +232,9 @@ def test_half_black_half_white_has_full_contrast():
     assert feature(vec, "shadow_ratio") == pytest.approx(0.5, abs=1e-6)
 
 
-@pytest.mark.parametrize("transform", [np.rot90, np.fliplr, np.flipud, lambda a: np.rot90(a, 2)], ids=["rot90", "fliplr", "flipud", "rot180"])
+@pytest.mark.parametrize(
+    "transform", [np.rot90, np.fliplr, np.flipud, lambda a: np.rot90(a, 2)], ids=["rot90", "fliplr", "flipud", "rot180"]
+)
 def test_rotations_and_flips_change_no_colour_feature(transform):
     img = photo_like(1)
     before, after = F.extract_features(img), F.extract_features(np.ascontiguousarray(transform(img)))
@@ -307,7 +321,9 @@ def test_clear_errors(bad, message):
 
 def test_value_range_reads_other_scales():
     img = photo_like(4).astype(np.float32)  # 0-255 floats
-    np.testing.assert_allclose(F.extract_features(img, value_range=(0, 255)), F.extract_features(photo_like(4)), atol=1e-5)
+    np.testing.assert_allclose(
+        F.extract_features(img, value_range=(0, 255)), F.extract_features(photo_like(4)), atol=1e-5
+    )
 
 
 def test_extract_batch_matches_one_by_one_and_clamps():

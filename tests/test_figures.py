@@ -1,4 +1,5 @@
 """The figures command on tiny temporary notebooks: figures collected, indexed, failures named."""
+
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook

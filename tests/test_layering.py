@@ -1,5 +1,6 @@
 """The package's layers: the core (math, models, samplers) imports only the standard library, torch
 and the core; nothing below plotting and widgets imports them."""
+
 import ast
 import sys
 from pathlib import Path
@@ -7,8 +8,21 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "course_utils"
-CORE = ("errors", "targets", "noise", "schedules", "conditions", "predictions", "samplers", "losses", "guidance",
-        "filters", "editing", "layers", "unet")
+CORE = (
+    "errors",
+    "targets",
+    "noise",
+    "schedules",
+    "conditions",
+    "predictions",
+    "samplers",
+    "losses",
+    "guidance",
+    "filters",
+    "editing",
+    "layers",
+    "unet",
+)
 NEVER_PLOTS = CORE + ("checkpoints", "recipes", "training", "pretrained", "files", "config", "data")
 PLOTTING = {"matplotlib", "ipywidgets", "plotting", "widgets", "figures"}
 
@@ -17,7 +31,7 @@ def _imports(module: str, *, module_level_only: bool = False) -> list[tuple[str,
     """(top-level name, level) of every import: level 1 for ``from .x import``, 0 for absolute."""
     tree = ast.parse((PACKAGE / f"{module}.py").read_text())
     found = []
-    for node in (tree.body if module_level_only else ast.walk(tree)):
+    for node in tree.body if module_level_only else ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(alias.name.split(".")[0], 0) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -36,7 +50,8 @@ def test_the_core_imports_only_stdlib_torch_and_the_core(module):
             assert name in CORE, f"{module}.py imports .{name}, which is not part of the core"
         else:
             assert name in sys.stdlib_module_names or name == "torch" or name == "__future__", (
-                f"{module}.py imports {name}: the core depends on the standard library and torch only")
+                f"{module}.py imports {name}: the core depends on the standard library and torch only"
+            )
     # inside functions, only a progress bar may be imported (lazily, when a caller asks for one)
     module_level = set(_imports(module, module_level_only=True))
     for name, level in _imports(module):

@@ -41,7 +41,9 @@ def test_ddpm_loss_zero_for_an_oracle(make):
     x0, _ = _data(2, n=1)
 
     def oracle(xt, t, cond=None):  # one-point data: eps = (xt - alpha x0) / sigma
-        assert torch.allclose(t * s.T, torch.round(t * s.T), atol=1e-4) and torch.all(t > 0)  # integer steps i / T, i >= 1
+        assert torch.allclose(t * s.T, torch.round(t * s.T), atol=1e-4) and torch.all(
+            t > 0
+        )  # integer steps i / T, i >= 1
         return targets.eps_from_x0(xt, x0, targets.coef(s.alpha(t), xt), targets.coef(s.sigma(t), xt))
 
     loss = losses.ddpm_loss(oracle, x0.expand(16, -1, -1, -1), schedule=s, generator=torch.Generator().manual_seed(0))

@@ -99,7 +99,9 @@ def test_frechet_distance_general_covariances_match_sqrtm():
 def test_frechet_distance_from_samples_approaches_the_closed_form():
     g = torch.Generator().manual_seed(3)
     a = torch.randn(40_000, 3, generator=g, dtype=torch.float64)
-    b = torch.randn(40_000, 3, generator=g, dtype=torch.float64) * 2.0 + torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    b = torch.randn(40_000, 3, generator=g, dtype=torch.float64) * 2.0 + torch.tensor(
+        [1.0, 0.0, 0.0], dtype=torch.float64
+    )
     # N(0, I) vs N((1, 0, 0), 4 I): 1 + 3 * (1 - 2)^2 = 4
     assert metrics.frechet_distance(a, b) == pytest.approx(4.0, rel=0.03)
 

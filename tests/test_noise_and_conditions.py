@@ -1,4 +1,5 @@
 """Per-sample noise (an image does not depend on its batch) and the one "no condition" rule."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """Static checks on the notebooks: committed without outputs, numbered, and built the course's way."""
+
 import json
 import re
 from pathlib import Path

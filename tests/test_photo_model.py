@@ -1,5 +1,6 @@
 """The feature-conditioned photo model: blocks, UNet configs, data, augmentation, sampling, fidelity,
 recipes and checkpoints (the shipped photo-32 included)."""
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -85,7 +86,9 @@ def test_photo256_plan_runs_at_a_small_size():
         assert model(x, torch.rand(1), torch.rand(1, 32)).shape == x.shape
 
 
-@pytest.mark.parametrize("cfg", [UNetConfig.photo_small(), TINY, UNetConfig.photo_small(16, base_channels=8, groups=4, cond="none")])
+@pytest.mark.parametrize(
+    "cfg", [UNetConfig.photo_small(), TINY, UNetConfig.photo_small(16, base_channels=8, groups=4, cond="none")]
+)
 def test_small_configs_shapes(cfg):
     model = build_unet(cfg).eval()
     x = torch.randn(2, 3, cfg.image_size, cfg.image_size)
@@ -101,8 +104,20 @@ def test_small_configs_shapes(cfg):
 def test_mnist_config_unchanged_by_new_fields():
     cfg = UNetConfig.mnist(16)
     assert cfg.arch == "mnist" and UNetConfig.from_dict(cfg.to_dict()) == cfg
-    old = {k: v for k, v in cfg.to_dict().items() if k not in ("base_channels", "channel_mults", "num_res_blocks",
-                                                               "attn_resolutions", "attn_heads", "dropout", "groups")}
+    old = {
+        k: v
+        for k, v in cfg.to_dict().items()
+        if k
+        not in (
+            "base_channels",
+            "channel_mults",
+            "num_res_blocks",
+            "attn_resolutions",
+            "attn_heads",
+            "dropout",
+            "groups",
+        )
+    }
     assert UNetConfig.from_dict(old) == cfg  # checkpoints written before the photo fields still load
 
 
@@ -145,7 +160,9 @@ def test_cfg_wrapper_on_the_vector_model():
         cond, uncond = model(x, t, c), model(x, t, None)
         torch.testing.assert_close(guidance.cfg(model, 1.0)(x, t, c), cond, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(guidance.cfg(model, 0.0)(x, t, c), uncond, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(guidance.cfg(model, 3.0)(x, t, c), uncond + 3.0 * (cond - uncond), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            guidance.cfg(model, 3.0)(x, t, c), uncond + 3.0 * (cond - uncond), atol=1e-4, rtol=1e-4
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,8 +355,18 @@ def training_record(run_dir):
 
 
 def _train(ps, run_dir, epochs):
-    return photos.train_photo_model(ps, cfg=TINY, epochs=epochs, batch_size=4, lr=1e-3, run_dir=run_dir,
-                                    sample_every=None, progress=False, augment_with=photos.Augment(), seed=0)
+    return photos.train_photo_model(
+        ps,
+        cfg=TINY,
+        epochs=epochs,
+        batch_size=4,
+        lr=1e-3,
+        run_dir=run_dir,
+        sample_every=None,
+        progress=False,
+        augment_with=photos.Augment(),
+        seed=0,
+    )
 
 
 def test_training_resumes_exactly_and_checkpoint_checks(photo_folder, tmp_course_dirs, tmp_path):
@@ -377,15 +404,33 @@ def test_training_resumes_exactly_and_checkpoint_checks(photo_folder, tmp_course
 
 def test_recipe_of_fills_the_recipe_and_extra(photo_folder, tmp_course_dirs):
     ps = photos.load_photos(photo_folder, size=16, progress=False, workers=1)
-    r = photos.recipe_of(ps, TINY, p_uncond=0.2, batch_size=8, lr=3e-4, ema_decay=0.99, seed=5, epochs=7,
-                         augment={"flip": 0.5}, world_size=2)
+    r = photos.recipe_of(
+        ps,
+        TINY,
+        p_uncond=0.2,
+        batch_size=8,
+        lr=3e-4,
+        ema_decay=0.99,
+        seed=5,
+        epochs=7,
+        augment={"flip": 0.5},
+        world_size=2,
+    )
     assert isinstance(r, Recipe)
     assert (r.name, r.objective, r.schedule, r.T, r.unet) == ("photo-16", "ddpm", "cosine", 1000, TINY)
     assert (r.p_uncond, r.batch_size, r.lr, r.optimizer) == (0.2, 8, 3e-4, "adamw")
     assert (r.ema_decay, r.seed, r.epochs) == (0.99, 5, 7)
     assert r.prediction == "eps" and r.lr_schedule == "constant"
-    assert list(r.extra) == ["feature_names", "feature_version", "feature_mean", "feature_std", "augment", "data",
-                             "n_photos", "world_size"]
+    assert list(r.extra) == [
+        "feature_names",
+        "feature_version",
+        "feature_mean",
+        "feature_std",
+        "augment",
+        "data",
+        "n_photos",
+        "world_size",
+    ]
     assert r.extra["n_photos"] == 6 and r.extra["augment"] == {"flip": 0.5} and r.extra["world_size"] == 2
     torch.testing.assert_close(torch.tensor(r.extra["feature_mean"]), ps.stats()[0], atol=1e-6, rtol=0)
     assert Recipe.from_dict(json.loads(json.dumps(r.to_dict()))) == r  # through the JSON record and back
@@ -418,7 +463,12 @@ def test_shipped_photo_32_record_loads_and_round_trips(tmp_path):
     # the older flat layout (a student's own checkpoint from before) still loads, as the same model
     flat = dict(on_disk)
     flat["recipe"] = dict(
-        r.extra, image_size=32, objective="ddpm", schedule="cosine", T=1000, p_uncond=0.1,
+        r.extra,
+        image_size=32,
+        objective="ddpm",
+        schedule="cosine",
+        T=1000,
+        p_uncond=0.1,
     )
     shutil.copy(SHIPPED, tmp_path / "old.safetensors")
     (tmp_path / "old.json").write_text(json.dumps(flat))
@@ -467,9 +517,29 @@ def test_command_line_trains_exports_and_scores(photo_folder, tmp_course_dirs, t
     from course_utils.__main__ import main
 
     out = tmp_path / "cli" / "photo-16.safetensors"
-    argv = ["train", "photo", "--data", str(photo_folder), "--size", "16", "--model", "small", "--epochs", "1",
-            "--batch-size", "4", "--sample-every", "1", "--fidelity", "2", "--run-dir", str(tmp_path / "cli-run"),
-            "--out", str(out), "--no-progress"]
+    argv = [
+        "train",
+        "photo",
+        "--data",
+        str(photo_folder),
+        "--size",
+        "16",
+        "--model",
+        "small",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--sample-every",
+        "1",
+        "--fidelity",
+        "2",
+        "--run-dir",
+        str(tmp_path / "cli-run"),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "6 photos at 16 px" in printed and "img/s" in printed and "TOPOLOGY" in printed

@@ -1,4 +1,5 @@
 """Prediction types: conversions between eps, x0, v and velocity, and samplers that check them."""
+
 import pytest
 import torch
 

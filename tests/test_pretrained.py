@@ -15,7 +15,7 @@ def test_registry():
     assert r.p_uncond == 0.1 and r.unet.cond == "class" and r.objective == "flow"
     ddpm = pretrained.recipe("mnist-ddpm")
     assert ddpm.objective == "ddpm" and pretrained.schedule_of(ddpm).T == 1000
-    assert r.gamma ** r.epochs == pytest.approx(r.lr_final_factor)
+    assert r.gamma**r.epochs == pytest.approx(r.lr_final_factor)
     with pytest.raises(KeyError, match="known"):
         pretrained.recipe("mnist-gan")
 
@@ -63,8 +63,14 @@ def test_load_or_train_caches_and_checks_hashes(tiny_cfg, monkeypatch):
 
 @needs_mnist
 def test_a_retrained_record_does_not_carry_the_shipped_files_hash(tiny_cfg, monkeypatch):
-    shipped = dataclasses.replace(tiny_cfg, unet=tiny_cfg.unet.replace(hidden=4), epochs=1, data_limit=64,
-                                  sha256="ab" * 32, trained="an earlier run")
+    shipped = dataclasses.replace(
+        tiny_cfg,
+        unet=tiny_cfg.unet.replace(hidden=4),
+        epochs=1,
+        data_limit=64,
+        sha256="ab" * 32,
+        trained="an earlier run",
+    )
     monkeypatch.setitem(pretrained.REGISTRY, "mnist-cfg", shipped)
     pretrained.train_recipe("mnist-cfg", fast=False, progress=False)
     record = pretrained.record("mnist-cfg")

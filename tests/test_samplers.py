@@ -55,7 +55,9 @@ def test_ddpm_with_an_oracle_recovers_the_point(ts):
 def test_ddim_with_an_oracle_recovers_the_point(eta):
     cosine = schedules.cosine_schedule(1000)
     ts = schedules.time_grid(20, t_start=0.999)
-    x = samplers.ddim(eps_oracle(cosine), _noise(), ts, schedule=cosine, eta=eta, generator=torch.Generator().manual_seed(0))
+    x = samplers.ddim(
+        eps_oracle(cosine), _noise(), ts, schedule=cosine, eta=eta, generator=torch.Generator().manual_seed(0)
+    )
     torch.testing.assert_close(x, X_STAR.expand_as(x), atol=1e-4, rtol=0)
 
 
@@ -107,8 +109,11 @@ def test_posterior_variance_matches_ddpm_betas():
 def test_determinism_shapes_and_trajectory():
     model = gaussian_eps_oracle(LINEAR, 0.0, 0.5)
     ts = schedules.time_grid(12)
-    run = lambda seed: samplers.ddpm(model, _noise(), ts, schedule=LINEAR, generator=torch.Generator().manual_seed(seed),  # noqa: E731
-                                     return_trajectory=True)
+
+    def run(seed):
+        g = torch.Generator().manual_seed(seed)
+        return samplers.ddpm(model, _noise(), ts, schedule=LINEAR, generator=g, return_trajectory=True)
+
     (a, traj), (b, _), (c, _) = run(0), run(0), run(1)
     assert a.shape == (3, 1, 4, 4) and len(traj) == 13 and traj[-1] is a
     assert torch.equal(a, b) and not torch.equal(a, c)

@@ -102,7 +102,9 @@ def test_alpha_bar_at_float32_step_times_is_the_table_value(make):
     torch.testing.assert_close(s.alpha_bar(steps.float() / 1000), s.alpha_bars, atol=0, rtol=1e-6)
 
 
-@pytest.mark.parametrize("vp", [schedules.linear_schedule(1000), schedules.cosine_schedule(1000), schedules.FlowSchedule()])
+@pytest.mark.parametrize(
+    "vp", [schedules.linear_schedule(1000), schedules.cosine_schedule(1000), schedules.FlowSchedule()]
+)
 def test_step_to_step_coefficients_compose(vp):
     t, s = torch.tensor([0.7, 0.3, 0.95]), torch.tensor([0.2, 0.1, 0.5])
     alpha_ts, sigma_ts2 = vp.transition(t, s)

@@ -4,6 +4,7 @@ Guards against a checkpoint swapped for a weaker one, and against sampler or sch
 quietly break the shipped models. The thresholds sit well below what the shipped files score (the
 README lists the measured numbers on 1,000 samples).
 """
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """The student copy: solutions become stubs that keep their signature and checker call; outputs go."""
+
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
@@ -47,7 +48,9 @@ def test_student_notebook_strips_outputs_and_only_touches_solutions():
     nb = _notebook()
     student = student_version.student_notebook(nb)
     assert nb.cells[2].source == SOLUTION and nb.cells[2].outputs  # the original is untouched
-    assert all(c.get("outputs", []) == [] and c.get("execution_count") is None for c in student.cells if c.cell_type == "code")
+    assert all(
+        c.get("outputs", []) == [] and c.get("execution_count") is None for c in student.cells if c.cell_type == "code"
+    )
     assert student.cells[3].source == "x = forward_noise(1, 2, 3)"
     assert [c.source for c in student.cells[:2]] == [c.source for c in nb.cells[:2]]
     assert "NotImplementedError" in student.cells[2].source

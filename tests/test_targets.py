@@ -5,7 +5,11 @@ from course_utils import schedules, targets
 
 def _batch(seed=0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(8, 1, 4, 4, generator=g), torch.randn(8, 1, 4, 4, generator=g), torch.rand(8, generator=g) * 0.98 + 0.01
+    return (
+        torch.randn(8, 1, 4, 4, generator=g),
+        torch.randn(8, 1, 4, 4, generator=g),
+        torch.rand(8, generator=g) * 0.98 + 0.01,
+    )
 
 
 def test_eps_x0_round_trip():

@@ -80,7 +80,10 @@ def test_resume_refuses_a_run_with_other_settings(tmp_path):
         training.train(build_unet(UNetConfig.mnist(8, cond="class")), LOSS, data, epochs=2, run_dir=tmp_path, **KW)
     assert training.read_record(training.last_checkpoint(tmp_path))["epoch"] == 1  # nothing overwritten
     fresh = training.train(_tiny_model(), LOSS, data, epochs=1, run_dir=tmp_path, resume=False, **dict(KW, lr=1e-2))
-    assert fresh.resumed_from is None and training.read_record(training.last_checkpoint(tmp_path))["hyperparameters"]["lr"] == 1e-2
+    assert (
+        fresh.resumed_from is None
+        and training.read_record(training.last_checkpoint(tmp_path))["hyperparameters"]["lr"] == 1e-2
+    )
 
 
 def test_resume_restores_the_gradient_scaler(tmp_path, monkeypatch):
@@ -143,9 +146,17 @@ def test_sample_grids_and_loaders(tmp_path):
         return torch.rand(4, 1, 28, 28) * 2 - 1
 
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
-    result = training.train(_tiny_model(), LOSS, loader, epochs=2, sample_fn=sample_fn, sample_every=1,
-                            save_samples=plotting.sample_grid_saver(tmp_path), run_dir=tmp_path,
-                            **{**KW, "ema_decay": None})
+    result = training.train(
+        _tiny_model(),
+        LOSS,
+        loader,
+        epochs=2,
+        sample_fn=sample_fn,
+        sample_every=1,
+        save_samples=plotting.sample_grid_saver(tmp_path),
+        run_dir=tmp_path,
+        **{**KW, "ema_decay": None},
+    )
     assert calls == [1, 2] and len(result.losses) == 4 and result.ema is None
     assert (tmp_path / "samples_epoch_0002.png").is_file()
 
@@ -157,14 +168,30 @@ def test_sample_grids_map_the_models_range_and_warn_about_unit_images(tmp_path):
     digit = -torch.ones(2, 1, 28, 28)  # black background
     digit[:, :, 10:18, 12:16] = 1.0  # a white stroke
 
-    training.train(_tiny_model(), LOSS, (x, y), epochs=1, sample_fn=lambda m, e: digit, sample_every=1,
-                   save_samples=plotting.sample_grid_saver(tmp_path / "signed"), run_dir=tmp_path / "signed",
-                   **{**KW, "ema_decay": None})
+    training.train(
+        _tiny_model(),
+        LOSS,
+        (x, y),
+        epochs=1,
+        sample_fn=lambda m, e: digit,
+        sample_every=1,
+        save_samples=plotting.sample_grid_saver(tmp_path / "signed"),
+        run_dir=tmp_path / "signed",
+        **{**KW, "ema_decay": None},
+    )
     png = plt.imread(tmp_path / "signed" / "samples_epoch_0001.png")[..., 0]
     assert png[2 + 0, 2 + 0] == pytest.approx(0.0, abs=0.01)  # background pixel of the first image: black
     assert png[2 + 12, 2 + 13] == pytest.approx(1.0, abs=0.01)  # on the stroke: white
 
     with pytest.warns(UserWarning, match=r"\[0, 1\]"):
-        training.train(_tiny_model(), LOSS, (x, y), epochs=1, sample_fn=lambda m, e: (digit + 1) / 2, sample_every=1,
-                       save_samples=plotting.sample_grid_saver(tmp_path / "unit"), run_dir=tmp_path / "unit",
-                       **{**KW, "ema_decay": None})
+        training.train(
+            _tiny_model(),
+            LOSS,
+            (x, y),
+            epochs=1,
+            sample_fn=lambda m, e: (digit + 1) / 2,
+            sample_every=1,
+            save_samples=plotting.sample_grid_saver(tmp_path / "unit"),
+            run_dir=tmp_path / "unit",
+            **{**KW, "ema_decay": None},
+        )
