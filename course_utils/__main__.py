@@ -273,7 +273,17 @@ TOOLS = {"figures": "figures", "student-version": "student_version", "colab": "c
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """Run one command; an error of the course's families prints one line (no traceback), exit 2."""
+    from .errors import CourseError
+
+    try:
+        return _run(sys.argv[1:] if argv is None else list(argv))
+    except CourseError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(argv: list[str]) -> int:
     if argv and argv[0] in TOOLS:  # the instructors' tools keep their own options
         from importlib import import_module
 

@@ -166,3 +166,17 @@ def test_photos_main_is_the_train_photo_command(capsys):
         [sys.executable, "-m", "course_utils.photos", "--epochs", "0"], capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 2 and "argument --epochs: must be at least 1" in run.stderr
+
+
+def test_a_course_error_is_one_line_and_a_nonzero_exit(capsys, monkeypatch):
+    from course_utils import __main__ as cli
+    from course_utils import pretrained
+    from course_utils.errors import CheckpointError
+
+    def broken(*args, **kwargs):
+        raise CheckpointError("data/checkpoints/mnist-fm.json is not a readable JSON record: restore it")
+
+    monkeypatch.setattr(pretrained, "load", broken)
+    assert cli.main(["sample", "mnist-fm", "--n", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: data/checkpoints/mnist-fm.json is not a readable JSON record: restore it"
