@@ -64,6 +64,21 @@ class Recipe:
         """Per-epoch factor of the exponential learning-rate decay (ExponentialLR's gamma)."""
         return self.lr_final_factor ** (1.0 / max(1, self.epochs))
 
+    def train_kwargs(self) -> dict:
+        """The arguments of :func:`course_utils.training.train` this recipe sets (the caller adds the
+        data, the run folder, callbacks and ``recipe=self.to_dict()``)."""
+        return dict(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            lr_schedule=self.lr_schedule,
+            gamma=self.gamma if self.lr_schedule == "exponential" else None,
+            optimizer=self.optimizer,
+            weight_decay=self.weight_decay,
+            ema_decay=self.ema_decay,
+            seed=self.seed,
+        )
+
     def noise_schedule(self) -> schedules.Schedule:
         """The path the model was trained on."""
         if self.objective == "flow":

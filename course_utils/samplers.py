@@ -59,7 +59,21 @@ def _coefs(schedule: Schedule, t: float, x: Tensor) -> tuple[Tensor, Tensor]:
     return schedule.alpha(tt).to(x.device, x.dtype), schedule.sigma(tt).to(x.device, x.dtype)
 
 
-def _finish(x: Tensor, trajectory: list[Tensor] | None):
+def _walk(
+    step: Callable[[Tensor, float, float], Tensor],
+    x_init: Tensor,
+    ts: Tensor,
+    desc: str,
+    progress: bool,
+    return_trajectory: bool,
+):
+    """The loop every sampler shares: one ``step(x, t, s)`` per consecutive pair of ``ts``."""
+    x = x_init
+    trajectory = [x_init] if return_trajectory else None
+    for t, s in _steps(ts, progress, desc):
+        x = step(x, t, s)
+        if trajectory is not None:
+            trajectory.append(x)
     return (x, trajectory) if trajectory is not None else x
 
 
@@ -120,13 +134,11 @@ def ddpm(
     clip_x0: bool = False,
 ):
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) over the grid ``ts`` with an epsilon model."""
-    x = x_init
-    trajectory = [x_init] if return_trajectory else None
-    for t, s in _steps(ts, progress, "DDPM"):
-        x = ddpm_step(model_fn, x, t, s, schedule, cond=cond, generator=generator, clip_x0=clip_x0)
-        if trajectory is not None:
-            trajectory.append(x)
-    return _finish(x, trajectory)
+
+    def step(x: Tensor, t: float, s: float) -> Tensor:
+        return ddpm_step(model_fn, x, t, s, schedule, cond=cond, generator=generator, clip_x0=clip_x0)
+
+    return _walk(step, x_init, ts, "DDPM", progress, return_trajectory)
 
 
 @torch.no_grad()
@@ -174,13 +186,11 @@ def ddim(
     """DDIM sampling (Song et al. 2021) over ``ts`` with an epsilon model; ``eta`` in [0, 1]."""
     if eta < 0:
         raise ValueError("eta must be >= 0")
-    x = x_init
-    trajectory = [x_init] if return_trajectory else None
-    for t, s in _steps(ts, progress, f"DDIM eta={eta:g}"):
-        x = ddim_step(model_fn, x, t, s, schedule, cond=cond, eta=eta, generator=generator, clip_x0=clip_x0)
-        if trajectory is not None:
-            trajectory.append(x)
-    return _finish(x, trajectory)
+
+    def step(x: Tensor, t: float, s: float) -> Tensor:
+        return ddim_step(model_fn, x, t, s, schedule, cond=cond, eta=eta, generator=generator, clip_x0=clip_x0)
+
+    return _walk(step, x_init, ts, f"DDIM eta={eta:g}", progress, return_trajectory)
 
 
 @torch.no_grad()
@@ -205,13 +215,9 @@ def euler(
     Deterministic: ``generator`` is accepted for the common signature and not used.
     """
     _require_velocity(model_fn, "Euler")
-    x = x_init
-    trajectory = [x_init] if return_trajectory else None
-    for t, s in _steps(ts, progress, "Euler"):
-        x = euler_step(model_fn, x, t, s, cond=cond)
-        if trajectory is not None:
-            trajectory.append(x)
-    return _finish(x, trajectory)
+    return _walk(
+        lambda x, t, s: euler_step(model_fn, x, t, s, cond=cond), x_init, ts, "Euler", progress, return_trajectory
+    )
 
 
 @torch.no_grad()
@@ -239,13 +245,9 @@ def heun(
 ):
     """Heun's second-order method on dx/dt = u(x, t) (velocity model); 2 model calls per step but the last."""
     _require_velocity(model_fn, "Heun")
-    x = x_init
-    trajectory = [x_init] if return_trajectory else None
-    for t, s in _steps(ts, progress, "Heun"):
-        x = heun_step(model_fn, x, t, s, cond=cond)
-        if trajectory is not None:
-            trajectory.append(x)
-    return _finish(x, trajectory)
+    return _walk(
+        lambda x, t, s: heun_step(model_fn, x, t, s, cond=cond), x_init, ts, "Heun", progress, return_trajectory
+    )
 
 
 def _require_velocity(model_fn: ModelFn, name: str) -> None:
