@@ -27,6 +27,15 @@ def _have_ipywidgets() -> bool:
     return True
 
 
+def _computed(ui, state: dict, key: str):
+    """Run the callback once now if building the widget did not (ipywidgets 7, Colab's version, waits
+    until the widget is displayed; 8 calls it on construction), so ``ui.state`` is filled either way:
+    ``key`` is what the callback writes into ``state``."""
+    if key not in state:
+        ui.update()
+    return ui
+
+
 def noise_explorer(
     images: Sequence[Tensor],
     schedule: Schedule,
@@ -78,7 +87,7 @@ def noise_explorer(
     import ipywidgets as widgets
 
     slider = widgets.FloatSlider(value=t, min=0.0, max=1.0, step=0.01, description="t", continuous_update=True)
-    ui = widgets.interactive(draw, t=slider)
+    ui = _computed(widgets.interactive(draw, t=slider), state, "t")
     ui.state = state
     return ui
 
@@ -258,7 +267,7 @@ def sampler_explorer(
         )
 
     controls = {"steps": control(step_options, "steps"), "guidance": control(scale_options, "guidance")}
-    ui = widgets.interactive(draw, **controls)
+    ui = _computed(widgets.interactive(draw, **controls), state, "steps")
     ui.state, ui.cache = state, cache
     ui.sliders = {name: c for name, c in controls.items() if not isinstance(c, widgets.fixed)}
     return ui

@@ -90,3 +90,24 @@ def test_setup_colab_off_colab_and_with_drive(tmp_path, monkeypatch, capsys):
 
     assert config.checkpoint_dir() == tmp_path / "MyDrive" / "diffusion-course" / "checkpoints"
     assert config.figures_dir().is_dir() and config.cache_dir().is_dir()
+
+
+def test_the_colab_install_line_keeps_colabs_own_ipywidgets(tmp_path):
+    """Local installs require ipywidgets >= 8; the Colab cell's ``--no-deps`` install must leave
+    Colab's 7.7.1 alone: run that pip line (into a target folder) and check it installed no ipywidgets."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    line = next(x.strip() for x in colab.setup_source().splitlines() if x.strip().startswith("%pip install"))
+    args = line.split()[2:]  # after "%pip install"
+    assert "--no-deps" in args
+    repo = Path(__file__).resolve().parent.parent
+    pyproject = (repo / "pyproject.toml").read_text()
+    assert re.search(r'"ipywidgets>=8', pyproject), "local installs ask for ipywidgets 8"
+    args = [repo if a == colab.CLONE_DIR else a for a in args]
+    target = tmp_path / "site"
+    command = [sys.executable, "-m", "pip", "install", *map(str, args), "--no-build-isolation", "--target", str(target)]
+    subprocess.run(command, check=True, capture_output=True)
+    installed = {p.name.split("-")[0].lower() for p in target.iterdir()}
+    assert "course_utils" in installed and not installed & {"ipywidgets", "widgetsnbextension", "torch"}

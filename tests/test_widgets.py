@@ -76,3 +76,13 @@ def test_sampler_explorer_rejects_bad_values():
         widgets.sampler_explorer(generate, steps=(0, 5))
     with pytest.raises(ValueError):
         widgets.sampler_explorer(generate, steps=())
+
+
+def test_runs_under_the_ipywidgets_it_was_asked_for():
+    """CI runs this file twice: under the environment's ipywidgets 8 and under Colab's 7.7.1."""
+    import os
+
+    import ipywidgets
+
+    expected = os.environ.get("COURSE_EXPECT_IPYWIDGETS", "8")
+    assert ipywidgets.__version__.split(".")[0] == expected, ipywidgets.__version__
