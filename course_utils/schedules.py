@@ -94,16 +94,27 @@ class Schedule:
         alpha, sigma = self.alpha(t), self.sigma(t)
         return sigma / (alpha + sigma)
 
-    def time_at_flow_time(self, tau: Tensor | float, iterations: int = 50) -> Tensor:
-        """Invert :meth:`flow_time` by bisection (it rises monotonically from 0 at t = 0):
-        the t of this schedule whose noise level matches flow time ``tau``; clamped to [0, 1]."""
-        tau = _as_time(tau).double()
-        lo, hi = torch.zeros_like(tau), torch.ones_like(tau)
-        for _ in range(iterations):
-            mid = (lo + hi) / 2
-            below = self.flow_time(mid.float()).double() < tau
-            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-        return ((lo + hi) / 2).float()
+    def time_at_flow_time(self, tau: Tensor | float) -> Tensor:
+        """Invert :meth:`flow_time` (it rises monotonically from 0 at t = 0): the t of this schedule
+        whose noise level matches flow time ``tau``; clamped to [0, 1]."""
+        return _bisect(lambda t: self.flow_time(t), _as_time(tau), rising=True)
+
+    def time_at_log_snr(self, log_snr: Tensor | float) -> Tensor:
+        """Invert :meth:`log_snr` (it falls from +inf at t = 0): the t with that log signal-to-noise
+        ratio; clamped to [0, 1]. A slider over log-SNR spreads the visible change evenly."""
+        return _bisect(lambda t: self.log_snr(t), _as_time(log_snr), rising=False)
+
+
+def _bisect(fn, target: Tensor, *, rising: bool, iterations: int = 50) -> Tensor:
+    """The t in [0, 1] with fn(t) = target for a monotone fn, by bisection (elementwise)."""
+    target = target.double()
+    lo, hi = torch.zeros_like(target), torch.ones_like(target)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        value = fn(mid.float()).double()
+        go_up = value < target if rising else value > target  # the answer lies above mid
+        lo, hi = torch.where(go_up, mid, lo), torch.where(go_up, hi, mid)
+    return ((lo + hi) / 2).float()
 
 
 @dataclass(frozen=True, eq=False)

@@ -41,35 +41,47 @@ def noise_explorer(
     schedule: Schedule,
     *,
     titles: Sequence[str] | None = None,
-    t: float = 0.5,
+    t: float | None = None,
+    log_snr: float = 1.0,
     seed: int = 0,
     value_range: tuple[float, float] = (-1.0, 1.0),
     static: bool | None = None,
 ):
-    """A slider over t showing ``xt = alpha(t) x0 + sigma(t) eps`` for each image (C, H, W).
+    """A slider over the noise level showing ``xt = alpha(t) x0 + sigma(t) eps`` for each image (C, H, W).
 
-    The noise eps is drawn once (from ``seed``), so moving the slider shows the same noise fading
-    in. Returns the ``interactive`` widget, or the static figure when ``static`` (default: when
-    ipywidgets is unavailable).
+    By default the slider moves the log signal-to-noise ratio, log(alpha^2 / sigma^2), from +8
+    (almost clean) to -8 (almost pure noise), starting at ``log_snr`` = 1: on a slider over t most of
+    the visible change of a DDPM schedule is squeezed below t = 0.35, while equal steps of log-SNR
+    change the picture about equally. The title shows the t that noise level falls on. Pass ``t``
+    for a slider over t instead (starting there). The noise eps is drawn once (from ``seed``), so
+    moving the slider shows the same noise fading in. Returns the ``interactive`` widget, or the
+    static figure when ``static`` (default: when ipywidgets is unavailable).
     """
     if not images:
         raise ValueError("give at least one image")
-    if not 0.0 <= t <= 1.0:
+    if t is not None and not 0.0 <= t <= 1.0:
         raise ValueError("t must lie in [0, 1]")
+    if not -8.0 <= log_snr <= 8.0:
+        raise ValueError("log_snr must lie in [-8, 8]")
     g = torch.Generator().manual_seed(seed)
     x0 = [img.detach().cpu().float() for img in images]
     eps = [torch.randn(img.shape, generator=g) for img in x0]
     state: dict = {}
 
-    def draw(t: float = t):
+    def show(t: float, lam: float):
         xt = [schedule.add_noise(a, torch.tensor(t), e) for a, e in zip(x0, eps)]
         ab = schedule.alpha_bar(torch.tensor(t)).item()
-        state.update(t=t, alpha_bar=ab, xt=xt)
+        state.update(t=t, log_snr=lam, alpha_bar=ab, xt=xt)
         labels = [f"{name}" for name in titles] if titles else None
-        plotting.show_images(
-            xt, labels, value_range=value_range, size=2.2, suptitle=f"t = {t:.2f}   alpha_bar = {ab:.3f}"
-        )
+        title = f"log SNR = {lam:.1f}   t = {t:.3f}   alpha_bar = {ab:.3f}"
+        plotting.show_images(xt, labels, value_range=value_range, size=2.2, suptitle=title)
         plt.show()
+
+    def draw_t(t: float = 0.0):
+        show(t, float(schedule.log_snr(torch.tensor(t))))
+
+    def draw_log_snr(log_snr: float = log_snr):
+        show(float(schedule.time_at_log_snr(log_snr)), log_snr)
 
     if static is None:
         static = not _have_ipywidgets()
@@ -86,8 +98,14 @@ def noise_explorer(
 
     import ipywidgets as widgets
 
-    slider = widgets.FloatSlider(value=t, min=0.0, max=1.0, step=0.01, description="t", continuous_update=True)
-    ui = _computed(widgets.interactive(draw, t=slider), state, "t")
+    if t is not None:
+        slider = widgets.FloatSlider(value=t, min=0.0, max=1.0, step=0.01, description="t", continuous_update=True)
+        ui = _computed(widgets.interactive(draw_t, t=slider), state, "t")
+    else:
+        slider = widgets.FloatSlider(
+            value=log_snr, min=-8.0, max=8.0, step=0.25, description="log SNR", continuous_update=True
+        )
+        ui = _computed(widgets.interactive(draw_log_snr, log_snr=slider), state, "t")
     ui.state = state
     return ui
 

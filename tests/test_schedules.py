@@ -120,3 +120,13 @@ def test_step_times_land_on_integer_steps():
     torch.testing.assert_close(ts * 1000, torch.round(ts * 1000))
     with pytest.raises(ValueError):
         schedules.step_times(0)
+
+
+@pytest.mark.parametrize(
+    "vp", [schedules.linear_schedule(1000), schedules.cosine_schedule(1000), schedules.FlowSchedule()]
+)
+def test_time_at_log_snr_inverts_log_snr(vp):
+    lam = torch.tensor([6.0, 2.0, 0.0, -2.0, -6.0])
+    t = vp.time_at_log_snr(lam)
+    assert torch.all(t[1:] > t[:-1])
+    torch.testing.assert_close(vp.log_snr(t), lam, atol=1e-3, rtol=0)

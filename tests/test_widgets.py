@@ -20,6 +20,19 @@ def test_noise_explorer_callback_runs_without_a_browser():
     torch.testing.assert_close(ui.state["xt"][0], s.sigma(0.5) * eps)
 
 
+def test_noise_explorer_moves_the_log_snr_by_default():
+    s = schedules.linear_schedule()
+    ui = widgets.noise_explorer([torch.zeros(1, 8, 8)], s)
+    assert ui.state["log_snr"] == 1.0 and 0.1 < ui.state["t"] < 0.3  # opens where the image is still visible
+    ui.children[0].value = -2.0  # drag left: noisier
+    assert float(s.log_snr(torch.tensor(ui.state["t"]))) == pytest.approx(-2.0, abs=1e-3)
+    ts = []
+    for lam in (6.0, 2.0, -2.0, -6.0):  # equal log-SNR steps reach far into t, unlike equal t steps
+        ui.children[0].value = lam
+        ts.append(ui.state["t"])
+    assert ts == sorted(ts) and ts[0] < 0.05 and ts[-1] > 0.75
+
+
 def test_noise_explorer_static_fallback_and_errors():
     fig = widgets.noise_explorer([torch.zeros(1, 4, 4)], schedules.FlowSchedule(), static=True)
     assert len(fig.axes) == 5
@@ -84,5 +97,5 @@ def test_runs_under_the_ipywidgets_it_was_asked_for():
 
     import ipywidgets
 
-    expected = os.environ.get("COURSE_EXPECT_IPYWIDGETS", "8")
+    expected = os.environ.get("COURSE_EXPECT_IPYWIDGETS") or "8"
     assert ipywidgets.__version__.split(".")[0] == expected, ipywidgets.__version__
