@@ -96,6 +96,7 @@ def test_the_colab_install_line_keeps_colabs_own_ipywidgets(tmp_path):
     """Local installs require ipywidgets >= 8; the Colab cell's ``--no-deps`` install must leave
     Colab's 7.7.1 alone: run that pip line (into a target folder) and check it installed no ipywidgets."""
     import re
+    import shutil
     import subprocess
     from pathlib import Path
 
@@ -105,7 +106,15 @@ def test_the_colab_install_line_keeps_colabs_own_ipywidgets(tmp_path):
     repo = Path(__file__).resolve().parent.parent
     pyproject = (repo / "pyproject.toml").read_text()
     assert re.search(r'"ipywidgets>=8', pyproject), "local installs ask for ipywidgets 8"
-    args = [repo if a == colab.CLONE_DIR else a for a in args]
+    clone = tmp_path / "clone"  # a copy: building writes beside the sources
+    shutil.copytree(
+        repo,
+        clone,
+        ignore=shutil.ignore_patterns(
+            ".*", "build", "*.egg-info", "runs", "figures", "notebooks", "tests", "benchmarks", "cache"
+        ),
+    )
+    args = [clone if a == colab.CLONE_DIR else a for a in args]
     target = tmp_path / "site"
     command = [sys.executable, "-m", "pip", "install", *map(str, args), "--no-build-isolation", "--target", str(target)]
     subprocess.run(command, check=True, capture_output=True)
