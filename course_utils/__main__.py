@@ -15,28 +15,67 @@
 (balanced class ids for class-conditional models, -1 for unconditional ones). Image i draws its
 noise from its own seed (:class:`course_utils.noise.PerSample`), so ``--batch`` never changes a
 sample.
+
+Every option is checked before a model is loaded or a sample drawn: counts are whole numbers
+>= 1, ``--guidance`` a finite number (class-conditional models only), ``--seed`` a whole number
+in 0..2**32 - 1, ``--steps`` at most T for a DDPM, ``--out`` a file in a folder that exists or can
+be made and is writable. A refused option, like any error of the course's families, is one line
+on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
+MAX_SEED = 2**32 - 1  # as course_utils.samplers.MAX_SEED
+
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be a whole number in 0..{MAX_SEED}, got {text!r}")
+    return value
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Refuses a bad command line in one line on stderr (exit status 2), like the course's errors."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import pretrained
 
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="python -m course_utils",
         description=(
             "Train or sample the course models. Instructors' tools: figures, student-version, colab (each has --help)."
@@ -49,21 +88,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, default=None, help="override the recipe's epochs")
     train.add_argument("--fast", action="store_true", help="the small fast-mode recipe (NAME.fast.safetensors)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.set_defaults(subparser=train)  # its errors name the subcommand
     sample = sub.add_parser("sample", help="draw samples from a trained model into an .npz file")
     sample.add_argument("name", help=f"one of: {', '.join(pretrained.names())}")
     sample.add_argument("--n", type=_positive_int, default=100, help="number of images (>= 1)")
     sample.add_argument("--steps", type=_positive_int, default=None, help="sampler steps (>= 1)")
-    sample.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument(
+        "--guidance", type=_finite_float, default=1.0, help="classifier-free guidance scale (class-conditional models)"
+    )
+    sample.add_argument("--seed", type=_seed, default=0, help=f"a whole number in 0..{MAX_SEED}")
     sample.add_argument("--batch", type=_positive_int, default=250, help="images per sampler call")
     sample.add_argument("--fast", action="store_true", help="use the fast-mode checkpoint")
-    sample.add_argument("--out", type=Path, default=Path("samples.npz"))
+    sample.add_argument("--out", type=Path, default=Path("samples.npz"), help="the .npz file to write")
     sample.add_argument("--no-progress", action="store_true")
     sample.add_argument(
         "--score",
         action="store_true",
         help="also score the samples with the course classifier (FD, confident reads, accuracy)",
     )
+    sample.set_defaults(subparser=sample)
     return parser
 
 
@@ -72,6 +115,26 @@ def _check_name(parser: argparse.ArgumentParser, name: str) -> None:
 
     if name not in pretrained.REGISTRY:
         parser.error(f"unknown model {name!r}; known: {', '.join(pretrained.names())}")
+
+
+def _check_sample(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What ``sample``'s options say together with the model: one line, before any loading or sampling."""
+    from . import pretrained
+
+    r = pretrained.recipe(args.name)
+    if r.objective == "ddpm" and args.steps is not None and args.steps > r.T:
+        parser.error(f"argument --steps: {args.name} is a DDPM with T = {r.T} steps: at most {r.T}, got {args.steps}")
+    if r.unet.cond != "class" and args.guidance != 1.0:
+        guided = ", ".join(n for n in pretrained.names() if pretrained.recipe(n).unet.cond == "class")
+        parser.error(
+            f"argument --guidance: {args.name} is unconditional, so guidance would change nothing "
+            f"(leave it out; guided models: {guided})"
+        )
+    if args.out.is_dir():
+        parser.error(f"argument --out: {args.out} is a folder; name the .npz file to write")
+    problem = _unwritable(args.out.parent)
+    if problem:
+        parser.error(f"argument --out: cannot write {args.out} ({problem})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,7 +188,7 @@ def build_photo_parser(prog: str = "python -m course_utils train photo") -> argp
     p.add_argument("--ema", type=_decay, default=0.999, help="EMA decay, in (0, 1)")
     p.add_argument("--sample-every", type=_at_least_0, default=1, help="sample grid every N epochs (0: never)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--run-dir", type=Path, default=None, help="default runs/photo-<size>")
+    p.add_argument("--run-dir", type=Path, default=None, help="default <home>/runs/photo-<size> (COURSE_HOME)")
     p.add_argument(
         "--out", type=Path, default=None, help="exported weights (default <checkpoints>/photo-<size>.safetensors)"
     )
@@ -168,14 +231,18 @@ def _photo_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error("argument --fidelity: the fidelity scores need at least 2 images (0 skips them)")
     if args.data is not None and not args.data.is_dir():
         parser.error(f"argument --data: {args.data} is not a folder")
-    run_dir = args.run_dir or config.repo_root() / "runs" / f"photo-{size}"
+    run_dir = args.run_dir or config.runs_dir() / f"photo-{size}"
     out = args.out or config.checkpoint_dir() / f"photo-{size}.safetensors"
     if out.is_dir():
         parser.error(f"argument --out: {out} is a folder; name the .safetensors file to write")
-    for option, folder in (("--run-dir", run_dir), ("--out", out.parent)):
+    for option, folder, given, variable in (
+        ("--run-dir", run_dir, args.run_dir, "COURSE_HOME"),
+        ("--out", out.parent, args.out, "COURSE_CHECKPOINT_DIR"),
+    ):
         problem = _unwritable(folder)
         if problem:
-            parser.error(f"argument {option}: cannot write there ({problem})")
+            hint = "" if given else f"; give {option} or set {variable} to a writable folder"
+            parser.error(f"argument {option}: cannot write there ({problem}){hint}")
     return dict(size=size, kind=kind, cfg=cfg, epochs=args.epochs or config.pick(100, 1), run_dir=run_dir, out=out)
 
 
@@ -300,7 +367,9 @@ def _run(argv: list[str]) -> int:
             present = "present" if pretrained.checkpoint_path(name).is_file() else "not trained"
             print(f"{name:12s} {present:12s} {r.about}")
         return 0
-    _check_name(parser, args.name)
+    _check_name(args.subparser, args.name)
+    if args.command == "sample":
+        _check_sample(args.subparser, args)
     if args.command == "train":
         import torch
 

@@ -8,8 +8,9 @@ digits in [-1, 1], the scale the diffusion models produce. It is one more course
 - it trains through the course's one loop, :func:`course_utils.training.train`, with
   :func:`classification_loss` (random shifts of up to ``max_shift`` pixels, then cross-entropy);
 - its weights ship in the course's one checkpoint format (:mod:`course_utils.checkpoints`):
-  ``data/checkpoints/mnist-classifier.safetensors`` (``model.*`` tensors, float16) beside
-  ``mnist-classifier.json`` (the recipe, the training report and the file's SHA-256).
+  ``mnist-classifier.safetensors`` (``model.*`` tensors, float16) beside ``mnist-classifier.json``
+  (the recipe, the training report and the file's SHA-256), shipped in ``data/checkpoints/`` and
+  looked for like every checkpoint (:func:`course_utils.config.find_checkpoint`).
 
 :func:`load_classifier` checks the shipped file against ``RECIPE.sha256`` (a file trained on
 your machine against its own record, the rule of :func:`course_utils.pretrained.load`) and
@@ -230,8 +231,9 @@ def train_classifier(
 
 
 def checkpoint_path() -> Path:
-    """Where the classifier lives: ``config.checkpoint_dir() / "mnist-classifier.safetensors"``."""
-    return config.checkpoint_dir() / CLASSIFIER_FILE
+    """Where the classifier is: ``mnist-classifier.safetensors`` in the checkpoint folder, else the
+    shipped one (:func:`course_utils.config.find_checkpoint`); if neither, where training writes it."""
+    return config.find_checkpoint(CLASSIFIER_FILE)
 
 
 def _recipe_for(report: dict | None) -> Recipe:
@@ -278,10 +280,10 @@ _LOADED: dict[tuple[str, str], MnistClassifier] = {}
 def load_classifier(*, train_if_missing: bool = True, device: torch.device | str | None = None) -> MnistClassifier:
     """The course's MNIST classifier, in eval mode.
 
-    Loads ``config.checkpoint_dir() / "mnist-classifier.safetensors"`` after checking its SHA-256
-    (against ``RECIPE.sha256`` for the shipped file, else against its own JSON record) and raises
+    Loads :func:`checkpoint_path` after checking its SHA-256 (against ``RECIPE.sha256`` for the
+    shipped file, else against its own JSON record) and raises
     :class:`~course_utils.errors.CheckpointError` if it does not match; without the file, trains
-    the classifier with :data:`RECIPE` and caches it there (``FileNotFoundError`` if
+    the classifier with :data:`RECIPE` and caches it in ``config.checkpoint_dir()`` (``FileNotFoundError`` if
     ``train_if_missing`` is False). Loaded models are kept in memory, so repeated calls are free.
     """
     path = checkpoint_path()
@@ -291,6 +293,7 @@ def load_classifier(*, train_if_missing: bool = True, device: torch.device | str
                 f"no classifier checkpoint at {path}; restore it from the repository, or call "
                 "load_classifier() to train it (a few minutes on a CPU)"
             )
+        config.ensure_writable(path.parent, "COURSE_CHECKPOINT_DIR")
         print(f"{path} not found: training the MNIST classifier (a few minutes on a CPU)")
         model, report = train_classifier()
         save_classifier(model, path, report)

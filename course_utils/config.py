@@ -6,11 +6,18 @@ cores. Full mode is the default: it is what a student gets.
 
 Paths are found the same way on a laptop, on Colab and in CI:
 
-- the repository root is found by searching upward from the working directory for this
-  project's ``pyproject.toml`` (so an installed, non-editable package still finds ``data/``),
-  falling back to the folder that holds the package;
-- ``COURSE_DATA_DIR``, ``COURSE_CHECKPOINT_DIR`` and ``COURSE_FIGURES_DIR`` override the defaults
-  ``<root>/data``, ``<root>/data/checkpoints`` and ``<root>/figures``.
+- the repository (a clone) is found by searching upward from the working directory for this
+  project's ``pyproject.toml`` (so an installed, non-editable package run from a clone still finds
+  ``data/``), else beside the package (an editable install);
+- the course home (:func:`home`) is where everything the course writes goes: runs, trained
+  checkpoints, caches, figures. ``COURSE_HOME``, else the clone when it is writable, else a
+  per-user folder (``$XDG_DATA_HOME/course-utils``, ``~/.local/share/course-utils``, or
+  ``%LOCALAPPDATA%\\course-utils`` on Windows); never the installed package's folder;
+- ``COURSE_DATA_DIR``, ``COURSE_CHECKPOINT_DIR``, ``COURSE_CACHE_DIR`` and ``COURSE_FIGURES_DIR`` win
+  over the home's ``data``, ``data/checkpoints``, ``data/cache`` and ``figures``; runs go to
+  ``<home>/runs``;
+- checkpoints are read from the checkpoint folder first, then from the ones shipped with the
+  course (:func:`find_checkpoint`); they are only ever written to the checkpoint folder.
 """
 
 from __future__ import annotations
@@ -74,14 +81,75 @@ def _loaded_modules() -> set[str]:
     return set(sys.modules)
 
 
-def repo_root() -> Path:
-    """The course repository: searched upward from the working directory, else beside the package."""
+def _clone_at(folder: Path) -> bool:
+    marker = folder / "pyproject.toml"
+    return marker.is_file() and _PROJECT_NAME in marker.read_text(errors="ignore")
+
+
+def _clone_root() -> Path | None:
+    """The course repository the code runs from: upward from the working directory, else the
+    folder above the package when that is the repository (an editable install); else None."""
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
-        marker = folder / "pyproject.toml"
-        if marker.is_file() and _PROJECT_NAME in marker.read_text(errors="ignore"):
+        if _clone_at(folder):
             return folder
-    return Path(__file__).resolve().parent.parent
+    beside = Path(__file__).resolve().parent.parent
+    return beside if _clone_at(beside) else None
+
+
+def user_data_dir() -> Path:
+    """The per-user course home: ``$XDG_DATA_HOME/course-utils`` (default ``~/.local/share``), or
+    ``%LOCALAPPDATA%\\course-utils`` on Windows."""
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+    else:
+        base = os.environ.get("XDG_DATA_HOME", "")
+        if not Path(base).expanduser().is_absolute():  # unset, empty or relative: the spec's default
+            base = str(Path.home() / ".local" / "share")
+    return Path(base).expanduser() / "course-utils"
+
+
+def repo_root() -> Path:
+    """The course repository when the code runs from a clone; otherwise the course home."""
+    clone = _clone_root()
+    return clone if clone is not None else _env_path("COURSE_HOME", user_data_dir())
+
+
+def can_write(folder: Path) -> bool:
+    """True when files can be written in ``folder`` (made if missing)."""
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)
+
+
+def home() -> Path:
+    """Where the course writes (runs, trained checkpoints, caches, figures): ``COURSE_HOME``, else
+    the repository when it is writable, else the per-user folder (:func:`user_data_dir`)."""
+    value = os.environ.get("COURSE_HOME")
+    if value:
+        return Path(value).expanduser()
+    root = repo_root()
+    return root if can_write(root) else user_data_dir()
+
+
+def ensure_writable(folder: str | Path, variable: str = "COURSE_HOME") -> Path:
+    """Make ``folder`` (and its parents) and return it; a folder that cannot be written raises
+    :class:`~course_utils.errors.BadRequest` naming the environment variable that moves it."""
+    from .errors import BadRequest
+
+    folder = Path(folder)
+    problem = None
+    if not can_write(folder):
+        problem = "it is not writable"
+    else:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            problem = str(err)
+    if problem is not None or not folder.is_dir():
+        raise BadRequest(f"cannot write in {folder} ({problem or 'not a folder'}); set {variable} to a writable folder")
+    return folder
 
 
 def _env_path(variable: str, default: Path) -> Path:
@@ -90,28 +158,70 @@ def _env_path(variable: str, default: Path) -> Path:
 
 
 def data_dir() -> Path:
-    """Where data sets are looked for first (``COURSE_DATA_DIR``), else ``<root>/data``."""
-    return _env_path("COURSE_DATA_DIR", repo_root() / "data")
+    """Where data sets are looked for first (``COURSE_DATA_DIR``), else ``<home>/data``."""
+    return _env_path("COURSE_DATA_DIR", project_data_dir())
 
 
 def project_data_dir() -> Path:
-    """The repository's own ``data/`` folder: checkpoints and caches the course writes itself."""
-    return repo_root() / "data"
+    """The home's own ``data/`` folder (a clone's ``data/``): downloads, checkpoints and caches."""
+    return home() / "data"
+
+
+def runs_dir() -> Path:
+    """Training runs (per-epoch checkpoints, sample grids): ``<home>/runs``."""
+    return home() / "runs"
 
 
 def checkpoint_dir() -> Path:
-    """Named course checkpoints: ``COURSE_CHECKPOINT_DIR`` or ``<root>/data/checkpoints``."""
+    """The checkpoint folder, where trained checkpoints are written and looked for first:
+    ``COURSE_CHECKPOINT_DIR`` or ``<home>/data/checkpoints`` (a clone's is where the shipped ones live)."""
     return _env_path("COURSE_CHECKPOINT_DIR", project_data_dir() / "checkpoints")
 
 
+def _package_checkpoints() -> Path | None:
+    """The checkpoints installed with the package (``course_utils/shipped`` in a wheel), if any."""
+    folder = Path(__file__).resolve().parent / "shipped"
+    return folder if folder.is_dir() else None
+
+
+def checkpoint_dirs() -> list[Path]:
+    """The folders a checkpoint is looked for in, in order: the checkpoint folder, then the shipped
+    ones: the package's installed copy and, unless ``COURSE_CHECKPOINT_DIR`` stands in for it, the
+    repository's ``data/checkpoints``."""
+    folders = [checkpoint_dir(), _package_checkpoints()]
+    clone = _clone_root()
+    if clone is not None and not os.environ.get("COURSE_CHECKPOINT_DIR"):
+        folders.append(clone / "data" / "checkpoints")
+    unique: list[Path] = []
+    for folder in folders:
+        if folder is not None and folder not in unique:
+            unique.append(folder)
+    return unique
+
+
+def find_checkpoint(name: str | Path) -> Path:
+    """The checkpoint file ``name`` (``"mnist-fm.safetensors"``) from the first folder of
+    :func:`checkpoint_dirs` that has it; if none does, where it would be written
+    (``checkpoint_dir() / name``). A path in the checkpoint folder that is missing there is looked
+    for by name along the same folders; any other path is returned as it is."""
+    path = Path(name)
+    if len(path.parts) > 1:
+        if path.is_file() or path.parent.resolve() != checkpoint_dir().resolve():
+            return path
+    for folder in checkpoint_dirs():
+        if (folder / path.name).is_file():
+            return folder / path.name
+    return checkpoint_dir() / path.name
+
+
 def cache_dir() -> Path:
-    """Caches (downloads, feature tables): ``COURSE_CACHE_DIR`` or ``<root>/data/cache``."""
+    """Caches (downloads, feature tables): ``COURSE_CACHE_DIR`` or ``<home>/data/cache``."""
     return _env_path("COURSE_CACHE_DIR", project_data_dir() / "cache")
 
 
 def figures_dir() -> Path:
-    """Every figure the course saves: ``COURSE_FIGURES_DIR`` or ``<root>/figures``."""
-    return _env_path("COURSE_FIGURES_DIR", repo_root() / "figures")
+    """Every figure the course saves: ``COURSE_FIGURES_DIR`` or ``<home>/figures``."""
+    return _env_path("COURSE_FIGURES_DIR", home() / "figures")
 
 
 def summary() -> dict[str, str]:
@@ -123,6 +233,8 @@ def summary() -> dict[str, str]:
         "device": str(device()),
         "fast mode": str(is_fast()),
         "repo root": str(repo_root()),
+        "home": str(home()),
+        "runs": str(runs_dir()),
         "data dir": str(data_dir()),
         "checkpoints": str(checkpoint_dir()),
         "figures": str(figures_dir()),

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from . import filters, predictions, samplers
 from .conditions import per_sample
+from .errors import BadRequest
 from .noise import randn_like
 from .schedules import Schedule
 
@@ -41,24 +42,27 @@ Sampler = Callable[..., Tensor]
 
 _RANGE_TOL = 1e-4  # images may overshoot [-1, 1] by float rounding, no more
 
+# Every check raises BadRequest (a ValueError) naming the argument, before any model call.
+
 
 # ---------------------------------------------------------------------------------------------
 # Input checks
 
 
 def check_images(x: Tensor, name: str = "x") -> None:
-    """Raise ``ValueError`` unless ``x`` is a finite float tensor (B, C, H, W) with values in [-1, 1]."""
+    """Raise :class:`~course_utils.errors.BadRequest` (a ``ValueError``) unless ``x`` is a finite
+    float tensor (B, C, H, W) with values in [-1, 1]."""
     if not torch.is_tensor(x):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        raise BadRequest(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
-        raise ValueError(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}")
+        raise BadRequest(f"{name} must have shape (B, C, H, W), got {tuple(x.shape)}")
     if not x.dtype.is_floating_point:
-        raise ValueError(f"{name} must be a float tensor, got {x.dtype}")
+        raise BadRequest(f"{name} must be a float tensor, got {x.dtype}")
     if not torch.isfinite(x).all():
-        raise ValueError(f"{name} holds NaN or infinite values")
+        raise BadRequest(f"{name} holds NaN or infinite values")
     lo, hi = x.min().item(), x.max().item()
     if lo < -1 - _RANGE_TOL or hi > 1 + _RANGE_TOL:
-        raise ValueError(
+        raise BadRequest(
             f"{name} must hold images in [-1, 1] (the course's model scale), found [{lo:.3g}, {hi:.3g}]; "
             "convert [0, 1] images with data.to_signed"
         )
@@ -71,35 +75,37 @@ def check_mask(mask: Tensor, x: Tensor) -> Tensor:
     values in [0, 1] (binary {0, 1} or soft); bool masks are accepted.
     """
     if not torch.is_tensor(mask):
-        raise ValueError(f"the mask must be a torch.Tensor, got {type(mask).__name__}")
+        raise BadRequest(f"the mask must be a torch.Tensor, got {type(mask).__name__}")
     try:
         shape = torch.broadcast_shapes(mask.shape, x.shape)
     except RuntimeError:
         shape = None
     if shape != x.shape:
-        raise ValueError(f"a mask of shape {tuple(mask.shape)} does not broadcast to the images {tuple(x.shape)}")
+        raise BadRequest(f"a mask of shape {tuple(mask.shape)} does not broadcast to the images {tuple(x.shape)}")
     mask = mask.to(device=x.device, dtype=x.dtype)
     if not torch.isfinite(mask).all() or mask.min() < 0 or mask.max() > 1:
-        raise ValueError("mask values must lie in [0, 1] (1 = known pixel, 0 = pixel to fill)")
+        raise BadRequest("mask values must lie in [0, 1] (1 = known pixel, 0 = pixel to fill)")
     return mask
 
 
 def check_grid(ts: Tensor) -> Tensor:
     """A decreasing 1-D grid of times in [0, 1] ending at t = 0 (editing returns clean images)."""
     ts = torch.as_tensor(ts, dtype=torch.float32).flatten()
+    if not torch.isfinite(ts).all():
+        raise BadRequest(f"ts holds NaN or infinite times: {ts.tolist()[:8]}")
     if ts.numel() < 2 or torch.any(ts[1:] >= ts[:-1]):
-        raise ValueError("ts must be a decreasing grid of at least two times, e.g. schedules.step_grid(1000, 990, 30)")
-    if ts[0] > 1 or ts[-1] != 0:
-        raise ValueError(f"ts must run from at most 1 down to exactly 0, got {ts[0].item():.3g} .. {ts[-1].item():.3g}")
+        raise BadRequest("ts must be a decreasing grid of at least two times, e.g. schedules.step_grid(1000, 990, 30)")
+    if ts[0] > 1 or ts[-1] != 0 or ts.min() < 0:
+        raise BadRequest(f"ts must run from at most 1 down to exactly 0, got {ts[0].item():.3g} .. {ts[-1].item():.3g}")
     return ts
 
 
 def check_start_index(ts: Tensor, i_start: int) -> int:
     """``i_start`` must be an int index into ``ts`` (0 = noisiest, len(ts) - 1 = t = 0, no noise)."""
     if isinstance(i_start, bool) or not isinstance(i_start, int):
-        raise ValueError(f"i_start must be an int index into ts, got {i_start!r}")
+        raise BadRequest(f"i_start must be an int index into ts, got {i_start!r}")
     if not 0 <= i_start < len(ts):
-        raise ValueError(f"i_start must be in 0..{len(ts) - 1} for a grid of {len(ts)} times, got {i_start}")
+        raise BadRequest(f"i_start must be in 0..{len(ts) - 1} for a grid of {len(ts)} times, got {i_start}")
     return i_start
 
 
@@ -195,7 +201,7 @@ def inpaint(
     known = check_mask(known, x0)
     ts = check_grid(ts)
     if isinstance(resample, bool) or not isinstance(resample, int) or resample < 1:
-        raise ValueError(f"resample must be an int >= 1, got {resample!r}")
+        raise BadRequest(f"resample must be an int >= 1, got {resample!r}")
     sampler = _default_sampler(sampler, schedule)
     x = repaint_project(randn_like(x0, generator), x0, known, ts[0].item(), schedule, generator)
     trajectory = [x] if return_trajectory else None
@@ -229,12 +235,12 @@ def _check_condition(cond, name: str) -> None:
     if cond is None or isinstance(cond, int) and not isinstance(cond, bool):
         return
     if not torch.is_tensor(cond):
-        raise ValueError(f"{name} must be None, a class id (int) or a tensor, got {type(cond).__name__}")
+        raise BadRequest(f"{name} must be None, a class id (int) or a tensor, got {type(cond).__name__}")
 
 
 def _no_outer_condition(cond, what: str) -> None:
     if cond is not None:
-        raise ValueError(f"the {what} wrapper carries its own conditions: call the sampler with cond=None")
+        raise BadRequest(f"the {what} wrapper carries its own conditions: call the sampler with cond=None")
 
 
 def anagram(
@@ -304,8 +310,12 @@ def hybrid(model_fn: ModelFn, cond_low, cond_high, *, sigma: float | None = None
     """
     _check_condition(cond_low, "cond_low")
     _check_condition(cond_high, "cond_high")
-    if sigma is not None and (not sigma > 0 or not math.isfinite(sigma)):
-        raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
+    if sigma is not None and (
+        isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0 or not math.isfinite(sigma)
+    ):
+        raise BadRequest(f"sigma must be a positive number of pixels, got {sigma!r}")
+    if ksize is not None and (isinstance(ksize, bool) or not isinstance(ksize, int) or ksize < 1 or ksize % 2 == 0):
+        raise BadRequest(f"ksize must be an odd whole number of pixels >= 1, got {ksize!r}")
 
     def hybrid_model(x: Tensor, t: Tensor, cond=None) -> Tensor:
         _no_outer_condition(cond, "hybrid")

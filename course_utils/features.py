@@ -75,7 +75,11 @@ other shape.
 
 from __future__ import annotations
 
+import ast
 import os
+import sys
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -90,7 +94,8 @@ from skimage.measure import find_contours
 from skimage.morphology import skeletonize
 
 from . import config
-from .files import atomic_path, sha256_file
+from .errors import BadRequest
+from .files import atomic_path, lock, sha256_file
 
 WORK_SIZE = 128  # longer side, in pixels, of the image every feature is computed on
 MIN_SIDE = 4  # smaller images carry no measurable shape
@@ -178,14 +183,14 @@ def to_rgb(image, value_range: tuple[float, float] | None = None) -> np.ndarray:
     0/1; floats as [0, 1], or as [-1, 1] (the course's model scale) when they hold negative values.
     Pass ``value_range=(lo, hi)`` to say otherwise. Alpha is composited onto white (like
     :func:`course_utils.data.load_image`). Raises ``ValueError`` for empty, NaN/inf, too small
-    (< 4x4) or out-of-range input.
+    (< 4x4) or out-of-range input (:class:`~course_utils.errors.BadRequest`, a ``ValueError``).
     """
     if torch.is_tensor(image):
         image = image.detach().cpu()
         image = image.float().numpy() if image.dtype in (torch.bfloat16, torch.float16) else image.numpy()
     arr = np.asarray(image)
     if arr.size == 0:
-        raise ValueError("empty image")
+        raise BadRequest("empty image")
     if arr.ndim == 4 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim == 3 and arr.shape[0] in (1, 2, 3, 4) and arr.shape[2] not in (1, 2, 3, 4):
@@ -193,9 +198,9 @@ def to_rgb(image, value_range: tuple[float, float] | None = None) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f"expected a gray, RGB or RGBA image, got shape {tuple(np.shape(image))}")
+        raise BadRequest(f"expected a gray, RGB or RGBA image, got shape {tuple(np.shape(image))}")
     if arr.shape[0] < MIN_SIDE or arr.shape[1] < MIN_SIDE:
-        raise ValueError(f"image is {arr.shape[0]}x{arr.shape[1]} pixels; features need at least {MIN_SIDE}x{MIN_SIDE}")
+        raise BadRequest(f"image is {arr.shape[0]}x{arr.shape[1]} pixels; features need at least {MIN_SIDE}x{MIN_SIDE}")
     x = _to_unit(arr, value_range)
     if x.shape[2] in (2, 4):  # gray + alpha or RGBA: composite onto white
         alpha = x[..., -1:]
@@ -209,9 +214,9 @@ def _to_unit(arr: np.ndarray, value_range: tuple[float, float] | None) -> np.nda
     if arr.dtype == bool:
         return arr.astype(np.float32)
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise ValueError(f"cannot read pixels of dtype {arr.dtype}")
+        raise BadRequest(f"cannot read pixels of dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-        raise ValueError("image contains NaN or infinite values")
+        raise BadRequest("image contains NaN or infinite values")
     if value_range is None:
         if arr.dtype == np.uint8:
             value_range = (0.0, 255.0)
@@ -222,11 +227,11 @@ def _to_unit(arr: np.ndarray, value_range: tuple[float, float] | None) -> np.nda
         else:
             value_range = (-1.0, 1.0) if arr.min() < 0 else (0.0, 1.0)
     lo, hi = map(float, value_range)
-    if not hi > lo:
-        raise ValueError("value_range must be (low, high) with high > low")
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+        raise BadRequest(f"value_range must be finite (low, high) with high > low, got {value_range!r}")
     tol = 1e-3 * (hi - lo)
     if arr.min() < lo - tol or arr.max() > hi + tol:
-        raise ValueError(
+        raise BadRequest(
             f"pixel values span [{float(arr.min()):.3g}, {float(arr.max()):.3g}], outside the assumed range "
             f"[{lo:g}, {hi:g}]; pass value_range=(low, high)"
         )
@@ -664,7 +669,7 @@ def extract_batch(x: torch.Tensor) -> torch.Tensor:
     input's device.
     """
     if x.dim() != 4:
-        raise ValueError(f"expected images (B, C, H, W), got shape {tuple(x.shape)}")
+        raise BadRequest(f"expected images (B, C, H, W), got shape {tuple(x.shape)}")
     unit = ((x.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()  # (B, H, W, C)
     rows = [extract_features(img, value_range=(0.0, 1.0)) for img in unit]
     return torch.from_numpy(np.stack(rows)).to(x.device) if rows else torch.zeros(0, NUM_FEATURES, device=x.device)
@@ -685,23 +690,42 @@ def default_cache_path() -> Path:
     return config.cache_dir() / f"features-v{FEATURE_VERSION}-{WORK_SIZE}.npz"
 
 
-def load_cache(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """{sha256 hex: features (32,)} from a cache file; an unreadable cache counts as empty."""
+def load_cache(path: str | os.PathLike, *, warn: bool = True) -> dict[str, np.ndarray]:
+    """{sha256 hex: features (32,)} from a cache file. A truncated or corrupt cache counts as empty
+    (with a warning naming it, unless ``warn`` is False): the next write rebuilds it."""
     path = Path(path)
     if not path.is_file():
         return {}
     try:
         with np.load(path) as table:
             keys, values = table["keys"], table["features"]
-    except (OSError, ValueError, KeyError):
+        if values.ndim != 2 or values.shape[1] != NUM_FEATURES or keys.shape != (values.shape[0],):
+            raise ValueError(f"tables of shape {keys.shape} and {values.shape}, expected (N,) and (N, {NUM_FEATURES})")
+        return {str(k): v for k, v in zip(keys, values.astype(np.float32))}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        if warn:
+            warnings.warn(
+                f"the feature cache {path} is truncated or corrupt (it does not read as a table of features: "
+                f"{str(err).split('. ')[0]}); it is rebuilt from the images",
+                stacklevel=2,
+            )
         return {}
-    if values.ndim != 2 or values.shape[1] != NUM_FEATURES:
-        return {}
-    return {str(k): v for k, v in zip(keys, values.astype(np.float32))}
+
+
+def update_cache(path: str | os.PathLike, new: dict[str, np.ndarray]) -> None:
+    """Add ``new`` entries to the cache file while holding its lock (``FILE.lock``): entries another
+    process added since this one read the cache are kept, and a corrupt cache is replaced."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with lock(path, what="feature cache", wait=60.0):
+        table = load_cache(path, warn=False)
+        table.update(new)
+        save_cache(path, table)
 
 
 def save_cache(path: str | os.PathLike, table: dict[str, np.ndarray]) -> None:
-    """Write the table atomically (a killed run leaves the old cache or the new one)."""
+    """Write the table atomically (a killed run leaves the old cache or the new one); callers that
+    share the file use :func:`update_cache`, which holds its lock."""
     keys = np.array(sorted(table), dtype="U64")
     values = np.stack([table[k] for k in keys]) if len(keys) else np.zeros((0, NUM_FEATURES), np.float32)
     with atomic_path(path) as tmp:
@@ -710,13 +734,18 @@ def save_cache(path: str | os.PathLike, table: dict[str, np.ndarray]) -> None:
 
 
 def features_of_file(path: str | os.PathLike) -> np.ndarray | str:
-    """Features of one image file, or the error message when it cannot be read."""
+    """Features of one image file, or the error message when it cannot be read.
+
+    Never raises for a bad file (missing, truncated, corrupt, over ``data.MAX_PIXELS`` pixels, or
+    anything else that fails on it): a folder run lists it in its failures and goes on."""
     from .data import load_image
 
     try:
         return extract_features(load_image(path), value_range=(0.0, 1.0))
-    except ValueError as err:
+    except ValueError as err:  # data.UnreadableFile and bad pixels
         return str(err)
+    except Exception as err:  # one file must not end a folder run: report it and go on
+        return f"cannot measure {path}: {type(err).__name__}: {err}"
 
 
 def _init_worker() -> None:
@@ -724,20 +753,89 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
+class _InProcess:
+    """What :func:`extract_folder` uses of a pool (``imap``, ``close``, ``join``), run in this process."""
+
+    def imap(self, fn, items, chunksize: int = 1):
+        return map(fn, items)
+
+    def close(self) -> None:
+        pass
+
+    def join(self) -> None:
+        pass
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return any(isinstance(a, ast.Name) and a.id == "__name__" for a in sides) and any(
+        isinstance(a, ast.Constant) and a.value == "__main__" for a in sides
+    )
+
+
+def _main_reruns_in_workers(method: str) -> str | None:
+    """The main script when workers started with ``method`` would run its top level again, else None.
+
+    spawn and forkserver workers import the main module again (as ``__mp_main__``; multiprocessing
+    skips only ``-m pkg`` packages' ``__main__`` and interactive sessions, which have no file). That
+    is harmless when the script keeps its work under ``if __name__ == "__main__":``; without that
+    guard every worker would run the whole script (and start pools of its own).
+    """
+    if method == "fork":
+        return None
+    main = sys.modules.get("__main__")
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if spec_name is not None and (spec_name == "__main__" or spec_name.endswith(".__main__")):
+        return None
+    path = getattr(main, "__file__", None)
+    if path is None or (spec_name is None and Path(path).stem == "ipython"):
+        return None  # a notebook kernel or an interactive session: nothing to run again
+    try:
+        tree = ast.parse(Path(path).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return str(path)  # cannot tell: assume the worst
+    if any(isinstance(node, ast.If) and _is_main_guard(node.test) for node in tree.body):
+        return None
+    return str(path)
+
+
 def _pool(workers: int):
-    """A process pool that is safe to start from a notebook kernel.
+    """A process pool that is safe to start from a notebook kernel or a script.
 
     Plain ``fork`` copies a process that runs threads (Jupyter's, OpenCV's pool) and can deadlock
     in the child; a fork server is a clean single-threaded process that has imported this module
     once, so workers start fast and safe. Windows has no fork server: spawn.
+
+    Both import the main script again in every worker. When that script has no
+    ``if __name__ == "__main__":`` guard this returns an in-process stand-in with a one-line
+    warning instead: the folder is measured in this process, and the script's top level runs once.
     """
     import multiprocessing as mp
 
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
     else:
         ctx = mp.get_context("spawn")
+    script = _main_reruns_in_workers(ctx.get_start_method())
+    if script is not None:
+        # Not "fork" instead: measured on Linux (Python 3.11, 2 cores), a fork pool started from a
+        # script that had already run torch and extract_features hung in 3 runs of 3 (1 of 3 after
+        # extract_features alone): the children inherit the parent's native thread pools in
+        # whatever state they were. One process is always safe and costs little: 24 photos took
+        # 0.6 s in one process and 2.6 s with two fork-server workers (starting the server dominates).
+        warnings.warn(
+            f'{script} has no `if __name__ == "__main__":` guard, so each of {workers} worker processes '
+            "would run it again; measuring in this process instead (put the script's work under that guard "
+            "to use workers)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return _InProcess()
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload([__name__])
     return ctx.Pool(workers, initializer=_init_worker)
 
 
@@ -754,14 +852,20 @@ def extract_folder(
     Files are identified by the sha256 of their bytes, so a renamed or copied photo is not
     measured twice, and an edited one is measured again. ``cache=True`` uses
     :func:`default_cache_path`, a path uses that file, ``False`` keeps nothing. ``workers``
-    processes (default: all cores; 1 = in this process). Corrupt files land in ``failures``
-    and the run goes on. ``limit`` keeps N files spread evenly over the sorted list (so a
-    folder of class sub-folders keeps every class), as fast mode wants.
+    processes (default: all cores; 1 = in this process; a script without an
+    ``if __name__ == "__main__":`` guard measures in this process, with a warning). Corrupt files land in ``failures``
+    and the run goes on. New entries are added to the cache under its lock (:func:`update_cache`),
+    and a truncated or corrupt cache is rebuilt with a warning. ``limit`` keeps N files spread
+    evenly over the sorted list (so a folder of class sub-folders keeps every class), as fast mode
+    wants.
     """
     from tqdm.auto import tqdm
 
     from .data import list_images
 
+    for name, value in (("workers", workers), ("limit", limit)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise BadRequest(f"{name} must be a whole number >= 1 (or None), got {value!r}")
     files = list_images(folder)
     if limit is not None and limit < len(files):
         files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
@@ -770,6 +874,7 @@ def extract_folder(
     keys = [sha256_file(p) for p in files]
     todo = sorted({k: p for k, p in zip(keys, files) if k not in table}.items())
     failed: dict[str, str] = {}
+    new: dict[str, np.ndarray] = {}
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
     bar = tqdm(total=len(todo), desc="features", unit="img", disable=not progress or not todo)
     if workers == 1:
@@ -782,15 +887,15 @@ def extract_folder(
             if isinstance(result, str):
                 failed[key] = result
             else:
-                table[key] = result
+                table[key] = new[key] = result
             bar.update()
     finally:
         bar.close()
         if workers > 1:
             pool.close()
             pool.join()
-    if cache_path and len(failed) < len(todo):
-        save_cache(cache_path, table)
+    if cache_path and new:
+        update_cache(cache_path, new)
     paths = [p for p, k in zip(files, keys) if k in table]
     rows = [table[k] for k in keys if k in table]
     features = np.stack(rows).astype(np.float32) if rows else np.zeros((0, NUM_FEATURES), np.float32)

@@ -145,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--notebooks", nargs="+", default=None, metavar="NN", help="notebook numbers, names or paths (default: all)"
     )
-    parser.add_argument("--out", type=Path, default=None, help="figures folder (default: <repo>/figures)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="figures folder (default: COURSE_FIGURES_DIR or <home>/figures)"
+    )
     parser.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell (default 1800)")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     if not notebooks:
         parser.error(f"no notebooks found in {notebooks_dir}")
-    out = (args.out or config.repo_root() / "figures").resolve()
+    out = (args.out or config.figures_dir()).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
     runs = []

@@ -27,6 +27,8 @@ from torch import Tensor
 
 from . import predictions
 from .conditions import null_condition, per_sample
+from .errors import BadRequest
+from .samplers import check_scale
 
 ModelFn = Callable[..., Tensor]
 
@@ -41,8 +43,10 @@ def _batched(model: ModelFn, x: Tensor, t: Tensor, conds: list[Tensor]) -> list[
 def cfg(model: ModelFn, scale: float) -> ModelFn:
     """Classifier-free guidance with scale w: ``out_uncond + w * (out_cond - out_uncond)``.
 
-    With ``cond=None`` the wrapper returns the unconditional output.
+    With ``cond=None`` the wrapper returns the unconditional output. A scale that is not a finite
+    number raises :class:`~course_utils.errors.BadRequest` here, when the wrapper is built.
     """
+    check_scale(scale, "scale")
 
     def guided(x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         if cond is None:
@@ -60,8 +64,15 @@ def negative_guidance(
 
     ``out = out_uncond + w (out_cond - out_uncond) - w_neg (out_neg - out_uncond)`` with
     w = ``scale`` and w_neg = ``negative_scale`` (default w, giving out_uncond + w (out_cond - out_neg)).
-    With ``cond=None``: ``out_uncond - w_neg (out_neg - out_uncond)``.
+    With ``cond=None``: ``out_uncond - w_neg (out_neg - out_uncond)``. Scales that are not finite
+    numbers, and a ``negative`` that is neither a class id nor a tensor, raise
+    :class:`~course_utils.errors.BadRequest` when the wrapper is built.
     """
+    check_scale(scale, "scale")
+    if negative_scale is not None:
+        check_scale(negative_scale, "negative_scale")
+    if negative is None or isinstance(negative, (bool, float, str, bytes)):
+        raise BadRequest(f"negative must be a class id (int) or a tensor of ids or feature rows, got {negative!r}")
     w_neg = scale if negative_scale is None else negative_scale
 
     def guided(x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:

@@ -31,6 +31,7 @@ classifier are comparable within the course only, not with published FID numbers
 
 from __future__ import annotations
 
+import numbers
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -48,7 +49,10 @@ from .classifier import (  # noqa: F401  (the classifier lived here; its names s
     save_classifier,
     train_classifier,
 )
-from .errors import CheckpointError  # noqa: F401  (the one class; metrics.CheckpointError is errors.CheckpointError)
+from .errors import (
+    BadRequest,
+    CheckpointError,  # noqa: F401  (the one class; metrics.CheckpointError is errors.CheckpointError)
+)
 
 # The classifier's hyper-parameters as a dict (the recipe itself is classifier.RECIPE).
 CLASSIFIER_RECIPE = {
@@ -78,22 +82,32 @@ def _as_batch(x) -> np.ndarray:
         if x.dim() == 3:
             x = x[None]
         if x.dim() != 4:
-            raise ValueError(f"expected a tensor (H, W), (C, H, W) or (B, C, H, W), got {tuple(x.shape)}")
+            raise BadRequest(f"expected a tensor (H, W), (C, H, W) or (B, C, H, W), got {tuple(x.shape)}")
         return x.permute(0, 2, 3, 1).numpy()
-    x = np.asarray(x, dtype=np.float64)
+    try:
+        x = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BadRequest(f"expected images as a tensor or an array of numbers, got {type(x).__name__}") from None
     if x.ndim == 2:
         x = x[..., None]
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4:
-        raise ValueError(f"expected an array (H, W), (H, W, C) or (B, H, W, C), got {x.shape}")
+        raise BadRequest(f"expected an array (H, W), (H, W, C) or (B, H, W, C), got {x.shape}")
     return x
 
 
-def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
+def _pair(a, b, data_range: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(data_range, bool) or not isinstance(data_range, numbers.Real) or not 0 < data_range < np.inf:
+        raise BadRequest(f"data_range must be a positive finite number (1.0 for images in [0, 1]), got {data_range!r}")
     a, b = _as_batch(a), _as_batch(b)
     if a.shape != b.shape:
-        raise ValueError(f"images differ in shape: {a.shape} vs {b.shape} (as (B, H, W, C))")
+        raise BadRequest(f"images differ in shape: {a.shape} vs {b.shape} (as (B, H, W, C))")
+    if a.size == 0:
+        raise BadRequest("no images to compare")
+    for name, x in (("a", a), ("b", b)):
+        if not np.isfinite(x).all():
+            raise BadRequest(f"{name} holds NaN or infinite values")
     return a, b
 
 
@@ -104,7 +118,7 @@ def psnr(a, b, data_range: float = 1.0, *, reduce: bool = True) -> float | np.nd
     over images (a float; ``inf`` for identical images), or one value per image with
     ``reduce=False``. +1 dB is about 21% less squared error.
     """
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, data_range)
     mse = ((a - b) ** 2).mean(axis=(1, 2, 3))  # (B,)
     with np.errstate(divide="ignore"):
         values = 10.0 * np.log10(data_range**2 / mse)
@@ -119,7 +133,7 @@ def ssim(a, b, data_range: float = 1.0, *, reduce: bool = True) -> float | np.nd
     """
     from skimage.metrics import structural_similarity
 
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, data_range)
     values = np.array([structural_similarity(x, y, data_range=data_range, channel_axis=-1) for x, y in zip(a, b)])
     return float(values.mean()) if reduce else values
 
@@ -150,12 +164,16 @@ def format_table(rows: Sequence[dict]) -> str:
 
 def _prepare(images: Tensor, scale: str) -> Tensor:
     if scale not in ("signed", "unit"):
-        raise ValueError(f"scale must be 'signed' ([-1, 1]) or 'unit' ([0, 1]), not {scale!r}")
+        raise BadRequest(f"scale must be 'signed' ([-1, 1]) or 'unit' ([0, 1]), not {scale!r}")
+    if not torch.is_tensor(images):
+        raise BadRequest(f"images must be a tensor (B, 1, 28, 28), got {type(images).__name__}")
     x = images.detach().float()
     if x.dim() == 3:
         x = x.unsqueeze(1)  # (B, 28, 28) -> (B, 1, 28, 28)
     if x.shape[1:] != (1, 28, 28):
-        raise ValueError(f"expected MNIST-sized images (B, 1, 28, 28), got {tuple(images.shape)}")
+        raise BadRequest(f"expected MNIST-sized images (B, 1, 28, 28), got {tuple(images.shape)}")
+    if not torch.isfinite(x).all():
+        raise BadRequest("images hold NaN or infinite values (a diverged sampler?); the classifier cannot score them")
     if scale == "unit":
         x = data.to_signed(x)
     return x.clamp(-1.0, 1.0)
@@ -163,9 +181,9 @@ def _prepare(images: Tensor, scale: str) -> Tensor:
 
 @torch.no_grad()
 def _run(images: Tensor, scale: str, what: str, batch_size: int = 128) -> Tensor:
+    x = _prepare(images, scale)  # checked before the classifier loads
     model = load_classifier()
     device = next(model.parameters()).device
-    x = _prepare(images, scale)
     outs = []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device)
@@ -190,10 +208,23 @@ def features(images: Tensor, *, scale: str = "signed") -> Tensor:
 
 def conditional_accuracy(images: Tensor, labels: Tensor | Sequence[int], *, scale: str = "signed") -> float:
     """Fraction of ``images`` the classifier labels as the digit requested in ``labels``."""
-    labels = torch.as_tensor(labels, dtype=torch.int64).cpu()
-    if len(labels) != len(images):
-        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    labels = _check_labels(labels, len(images))
     return (classify(images, scale=scale) == labels).float().mean().item()
+
+
+def _check_labels(labels, n: int) -> Tensor:
+    """n class ids in 0..9 as an int64 tensor, or BadRequest saying what is wrong with ``labels``."""
+    try:
+        labels = torch.as_tensor(labels).cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise BadRequest(f"labels must be a 1-D sequence of class ids in 0..9, got {labels!r}") from None
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.dim() != 1:
+        raise BadRequest(f"labels must be a 1-D sequence of class ids in 0..9, got {labels.dtype} {list(labels.shape)}")
+    if len(labels) != n:
+        raise BadRequest(f"{n} images but {len(labels)} labels")
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise BadRequest(f"labels must be class ids in 0..9, got {labels.min().item()} .. {labels.max().item()}")
+    return labels.long()
 
 
 def confident_fraction(images: Tensor, threshold: float = 0.9, *, scale: str = "signed") -> float:
@@ -205,9 +236,9 @@ def confident_fraction(images: Tensor, threshold: float = 0.9, *, scale: str = "
     some digit every time, while the noise's Frechet distance is enormous.
     """
     if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+        raise BadRequest(f"threshold must lie in (0, 1), got {threshold}")
     if len(images) == 0:
-        raise ValueError("no images to score")
+        raise BadRequest("no images to score")
     return (probabilities(images, scale=scale).max(dim=1).values >= threshold).float().mean().item()
 
 
@@ -220,6 +251,11 @@ def digit_quality(
     ``counts``: how many images the classifier reads as each digit 0-9 (a collapsed model piles
     them up on a few); ``accuracy``: :func:`conditional_accuracy`, only when ``labels`` are given.
     """
+    _at_least_two(images)
+    if labels is not None:
+        _check_labels(labels, len(images))
+    if not 0.0 < threshold < 1.0:
+        raise BadRequest(f"threshold must lie in (0, 1), got {threshold}")
     predicted = classify(images, scale=scale)
     report = dict(
         n=len(images),
@@ -260,6 +296,15 @@ def frechet_distance_gaussians(mu1, sigma1, mu2, sigma2) -> float:
     """
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    d = mu1.shape[-1] if mu1.ndim else 1
+    if mu2.shape != mu1.shape or sigma1.shape != (d, d) or sigma2.shape != (d, d):
+        raise BadRequest(
+            f"the two Gaussians live in different spaces: means {mu1.shape} and {mu2.shape}, "
+            f"covariances {sigma1.shape} and {sigma2.shape}"
+        )
+    for name, v in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
+        if not np.isfinite(v).all():
+            raise BadRequest(f"{name} holds NaN or infinite values")
     root1 = _sqrt_psd(sigma1)
     inner = root1 @ sigma2 @ root1
     eig = np.linalg.eigvalsh((inner + inner.T) / 2)
@@ -272,7 +317,9 @@ def gaussian_fit(feats) -> tuple[np.ndarray, np.ndarray]:
     """Mean (d,) and covariance (d, d) (unbiased, float64) of features (N, d)."""
     x = feats.detach().cpu().double().numpy() if torch.is_tensor(feats) else np.asarray(feats, np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
-        raise ValueError(f"need features (N >= 2, d), got {x.shape}")
+        raise BadRequest(f"need features (N >= 2, d), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise BadRequest("features hold NaN or infinite values")
     return x.mean(axis=0), np.cov(x, rowvar=False)
 
 
@@ -282,6 +329,12 @@ def frechet_distance(feats_a, feats_b) -> float:
 
 
 _REFERENCE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _at_least_two(images, name: str = "images") -> None:
+    """A Frechet distance fits a covariance: it needs two images or more (checked before the classifier loads)."""
+    if len(images) < 2:
+        raise BadRequest(f"{name}: the Frechet distance needs at least 2 images (better thousands), got {len(images)}")
 
 
 def reference_statistics(limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -301,6 +354,9 @@ def mnist_fd(generated: Tensor, reference: Tensor | None = None, *, scale: str =
     sets use ``scale``. Use a few thousand generated images: with few, the fitted covariance is
     noisy and the distance is biased upwards.
     """
+    _at_least_two(generated)
+    if reference is not None:
+        _at_least_two(reference, "reference")
     mu_g, sigma_g = gaussian_fit(features(generated, scale=scale))
     if reference is None:
         mu_r, sigma_r = reference_statistics()

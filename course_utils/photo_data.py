@@ -10,14 +10,18 @@ those pixels, augmentation, mini-batches (also split over DDP ranks) and conditi
 Condition and pixels must agree: the features of a training pair are those of the image the model
 sees, centre-cropped and resized to the model size, and recomputed after every augmentation (flip,
 colour jitter). The crops are cached as PNG files under ``<cache>/photos/`` and their features in
-that folder's ``features.npz``. The model itself (sampling, training, loading) is in
-:mod:`course_utils.photos`, which re-exports every name defined here.
+that folder's ``features.npz``; both are keyed by content, never by modification time: the folder's
+``crops.json`` maps each photo to the SHA-256 of its bytes, the crop size and the SHA-256 of its
+crop, and a crop is made again when any of them differs. The model itself (sampling, training,
+loading) is in :mod:`course_utils.photos`, which re-exports every name defined here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +32,8 @@ from torch import Tensor
 
 from . import config, data, features, training
 from .errors import BadRequest
-from .files import atomic_path
+from .files import atomic_path, atomic_write, lock, sha256_file
+from .samplers import check_count
 
 __all__ = [
     "centre_crop_resize",
@@ -87,12 +92,34 @@ def _prepared_folder(folder: Path, size: int) -> Path:
     return config.cache_dir() / "photos" / f"{folder.name}-{tag}-{size}px"
 
 
-def _write_png(path: Path, img: np.ndarray) -> None:
+CROP_INDEX = "crops.json"  # in each prepared folder: photo -> hash of its bytes, crop size, hash of its crop
+
+
+def _write_png(path: Path, img: np.ndarray) -> str:
+    """Write the crop atomically; return the SHA-256 of the PNG's bytes."""
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError(f"could not encode {path}")
+    payload = encoded.tobytes()
     with atomic_path(path) as tmp:
-        tmp.write_bytes(encoded.tobytes())
+        tmp.write_bytes(payload)
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _read_crop_index(path: Path) -> dict[str, dict]:
+    """{photo's path relative to its folder: {"sha256", "size", "crop_sha256"}}; unreadable: empty
+    (every crop is then made again)."""
+    try:
+        crops = json.loads(path.read_text())["crops"]
+        return crops if isinstance(crops, dict) else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _crop_is_current(entry: dict | None, key: str, size: int, target: Path) -> bool:
+    if not isinstance(entry, dict) or entry.get("sha256") != key or entry.get("size") != size:
+        return False
+    return target.is_file() and sha256_file(target) == entry.get("crop_sha256")
 
 
 def load_photos(
@@ -106,12 +133,19 @@ def load_photos(
     """Every photo below ``folder`` (default: the flower photos) centre-cropped to ``size`` px, with
     the 32 features of those pixels.
 
-    The crops are cached as PNG files under ``<cache>/photos/`` (remade when the photo is newer),
-    and their features by :func:`features.extract_folder` in that folder's ``features.npz``, so a
-    second call reads both back. Corrupt files are skipped and listed in ``failures``.
+    The crops are cached as PNG files under ``<cache>/photos/`` (made again when the photo's bytes
+    change: ``crops.json`` keeps the hash of each photo and of its crop), and their features by
+    :func:`features.extract_folder` in that folder's ``features.npz``, so a second call reads both
+    back. While it adds crops it holds the folder's lock (:func:`course_utils.files.lock`; under
+    torchrun rank 0 alone, which should fill the cache before the other ranks read it). Corrupt
+    files are skipped and listed in ``failures``.
     """
-    if size < 8:
-        raise BadRequest(f"photos need a size of at least 8 pixels, got {size}")
+    if check_count(size, "size") < 8:
+        raise BadRequest(f"size: photos need a size of at least 8 pixels, got {size}")
+    if limit is not None:
+        check_count(limit, "limit")
+    if workers is not None:
+        check_count(workers, "workers")
     folder = Path(folder) if folder is not None else data.resolve("flower_photos")
     sources = data.list_images(folder)[:limit]
     if not sources:
@@ -121,17 +155,33 @@ def load_photos(
     targets: list[tuple[Path, Path]] = []
     from tqdm.auto import tqdm
 
-    for src in tqdm(sources, desc=f"photos {size}px", unit="img", disable=not progress, leave=False):
-        target = prepared / f"{src.relative_to(folder)}.png"  # a.jpg -> a.jpg.png: a.jpg and a.png stay apart
-        if not target.is_file() or target.stat().st_mtime < src.stat().st_mtime:
+    index = _read_crop_index(prepared / CROP_INDEX)
+    made: dict[str, dict] = {}
+    with ExitStack() as held:
+        for src in tqdm(sources, desc=f"photos {size}px", unit="img", disable=not progress, leave=False):
+            name = src.relative_to(folder).as_posix()
+            target = prepared / f"{name}.png"  # a.jpg -> a.jpg.png: a.jpg and a.png stay apart
             try:
-                img = centre_crop_resize(data.load_image(src), size)
-            except ValueError as err:
+                key = sha256_file(src)
+            except OSError as err:
                 failures.append((src, str(err)))
                 continue
-            _write_png(target, np.round(img * 255).astype(np.uint8))
-        targets.append((src, target))
-    table = features.extract_folder(prepared, workers=workers, cache=prepared / "features.npz", progress=progress)
+            if not _crop_is_current(index.get(name), key, size, target):
+                try:
+                    img = centre_crop_resize(data.load_image(src), size)
+                except ValueError as err:
+                    failures.append((src, str(err)))
+                    continue
+                if not made and training.rank_and_world()[0] == 0:  # the first crop to write: own the folder
+                    prepared.mkdir(parents=True, exist_ok=True)
+                    held.enter_context(lock(prepared, what="photo cache"))
+                crop_key = _write_png(target, np.round(img * 255).astype(np.uint8))
+                made[name] = {"sha256": key, "size": size, "crop_sha256": crop_key}
+            targets.append((src, target))
+        if made:  # entries written meanwhile by another rank or an earlier run are kept
+            crops = {**_read_crop_index(prepared / CROP_INDEX), **made}
+            atomic_write(prepared / CROP_INDEX, json.dumps({"version": 1, "crops": crops}, indent=0, sort_keys=True))
+        table = features.extract_folder(prepared, workers=workers, cache=prepared / "features.npz", progress=progress)
     by_path = {Path(p): f for p, f in zip(table.paths, table.features)}
     images, rows, paths = [], [], []
     for src, target in targets:
@@ -256,8 +306,11 @@ def check_features(values, n: int | None = None) -> Tensor:
 
     Raises :class:`~course_utils.errors.BadRequest` (a ``ValueError``) for the wrong length, NaN or
     infinite values, or values outside [0, 1] (every feature is normalised to [0, 1]; see
-    ``features.FEATURE_NAMES`` for their order). ``n`` repeats a single vector n times.
+    ``features.FEATURE_NAMES`` for their order). ``n`` (a whole number >= 1) repeats a single
+    vector n times.
     """
+    if n is not None:
+        check_count(n, "n")
     f = torch.as_tensor(np.asarray(values, dtype=np.float32) if not torch.is_tensor(values) else values)
     f = f.detach().float().cpu()
     if f.dim() == 1:

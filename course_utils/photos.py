@@ -76,6 +76,44 @@ def ddim_times(steps: int = 50) -> Tensor:
     return schedules.step_times(steps, T_STEPS)
 
 
+def _check_request(
+    *, n=None, steps: int = 50, guidance_scale: float = 2.0, eta: float = 1.0, seed: int = 0, **_
+) -> None:
+    """The sampling arguments of :func:`generate` (the others pass through): BadRequest naming the bad one."""
+    if n is not None:
+        samplers.check_count(n, "n")
+    samplers.check_steps(steps, maximum=T_STEPS, why=f"the photo model's schedule has T = {T_STEPS} steps")
+    samplers.check_scale(guidance_scale, "guidance_scale")
+    samplers.check_scale(eta, "eta", minimum=0.0)
+    samplers.check_seed(seed)
+
+
+def feature_names_of(only) -> list[str]:
+    """The feature names that ``only`` asks for: a group name (``"LIGHTING"``), a feature name
+    (``"roughness"``) or a list of either. Unknown names raise BadRequest listing the known ones."""
+    items = [only] if isinstance(only, str) else only
+    try:
+        items = list(items)
+    except TypeError:
+        raise BadRequest(f"only must be a group or feature name or a list of them, got {only!r}") from None
+    names: list[str] = []
+    unknown = []
+    for item in items:
+        if isinstance(item, str) and item in features.FEATURE_GROUPS:
+            names += features.FEATURE_GROUPS[item]
+        elif isinstance(item, str) and item in features.FEATURE_NAMES:
+            names.append(item)
+        else:
+            unknown.append(item)
+    if unknown or not names:
+        what = f"unknown name(s) {', '.join(map(repr, unknown))}" if unknown else "no names given"
+        raise BadRequest(
+            f"only: {what}; known groups: {', '.join(features.FEATURE_GROUPS)}; "
+            f"known features: {', '.join(features.FEATURE_NAMES)}"
+        )
+    return names
+
+
 @torch.no_grad()
 def generate(
     model: nn.Module,
@@ -104,11 +142,17 @@ def generate(
     stream's first draw is the start noise, the later ones the step noise. ``noise`` (B, 3, S, S)
     replaces the start noise (the first draw is still made, so the step noise stays the same):
     the same seed with other features shows what the features change.
+
+    Every argument is checked before any compute (:class:`~course_utils.errors.BadRequest` names
+    it): ``n`` >= 1, ``steps`` in 1..1000, ``guidance_scale`` finite, ``eta`` finite and >= 0,
+    ``seed`` in 0..2**32 - 1, features finite in [0, 1].
     """
+    _check_request(n=n, steps=steps, guidance_scale=guidance_scale, eta=eta, seed=seed)
     cond = check_features(feats, n)
     B, cfg = cond.shape[0], model.cfg
     shape = (B, cfg.in_channels, cfg.image_size, cfg.image_size)
     times = ddim_times(steps)
+    guided = guidance.cfg(model, guidance_scale)
     if generator is None:
         generator = PerSample.from_seed(seed, B)
     elif isinstance(generator, PerSample) and len(generator) != B:
@@ -123,7 +167,7 @@ def generate(
     model.eval()
     try:
         x = samplers.ddim(
-            guidance.cfg(model, guidance_scale),
+            guided,
             start.to(device),
             times,
             schedule=schedule(),
@@ -148,11 +192,13 @@ def features_of(image) -> Tensor:
 def generate_like(model: nn.Module, image, *, n: int = 4, **kw) -> tuple[Tensor, Tensor]:
     """ "Make me something lit like this": n images with the features of ``image``; returns
     ``(images, features (32,))``. ``only`` (a group name or a list of names) keeps the other
-    features at the training mean, so only, say, the LIGHTING of the image is asked for."""
+    features at the training mean, so only, say, the LIGHTING of the image is asked for. Unknown
+    names, like the other arguments, raise BadRequest before the image is read."""
     only = kw.pop("only", None)
+    names = feature_names_of(only) if only is not None else None
+    _check_request(n=n, **kw)
     target = features_of(image)
-    if only is not None:
-        names = features.FEATURE_GROUPS.get(only, only) if isinstance(only, str) else only
+    if names is not None:
         keep = torch.tensor([name in names for name in features.FEATURE_NAMES])
         target = torch.where(keep, target, model.cond_mean.detach().cpu().clamp(0, 1))
     return generate(model, target, n=n, **kw), target
@@ -171,13 +217,22 @@ def feature_sweep(
     """
     if name not in features.FEATURE_NAMES:
         raise BadRequest(f"unknown feature {name!r}; known: {', '.join(features.FEATURE_NAMES)}")
-    values = list(values)
+    try:
+        values = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise BadRequest(f"values must be numbers in [0, 1] for {name}, got {values!r}") from None
     if not values:
-        raise BadRequest("feature_sweep needs at least one value")
+        raise BadRequest("values: feature_sweep needs at least one value")
+    bad = [v for v in values if not 0.0 <= v <= 1.0]  # NaN fails both comparisons
+    if bad:
+        raise BadRequest(f"values for {name} must be finite numbers in [0, 1] (features are normalised), got {bad}")
+    if "n" in kw:
+        raise BadRequest("feature_sweep draws one image per value: pass values, not n")
+    _check_request(**kw)
     rows = check_features(base, len(values)).clone()
     rows[:, features.index(name)] = torch.as_tensor(values, dtype=torch.float32)
     rows = check_features(rows)
-    seed = kw.pop("seed", 0)
+    seed = samplers.check_seed(kw.pop("seed", 0))
     if kw.get("generator") is None:
         kw["generator"] = PerSample([image_seed(seed, 0)] * len(values))  # shared noise: one stream, copied
     return generate(model, rows, **kw)
@@ -244,10 +299,13 @@ def measure_fidelity(
     depend on ``batch`` (how many images one sampler call draws). ``kw`` goes to :func:`generate`.
     """
     req = check_features(requested)
-    if batch < 1:
-        raise BadRequest(f"batch must be at least 1, got {batch}")
+    samplers.check_count(batch, "batch")
+    samplers.check_seed(seed)
     if kw.pop("generator", None) is not None:
         raise BadRequest("measure_fidelity gives image i its own seed; pass seed=, not a generator")
+    if "n" in kw:
+        raise BadRequest("measure_fidelity draws one image per requested feature vector: pass no n")
+    _check_request(**kw)
     chunks = []
     for start in range(0, req.shape[0], batch):
         part = req[start : start + batch]
@@ -474,7 +532,11 @@ def load_photo_model(
     (``Recipe.to_dict()``, see :func:`recipe_from_record`). Refuses, with a ``ValueError`` that
     says what differs, a checkpoint trained on other features (names or order) or, when
     ``image_size`` is given, at another image size. The model records ``prediction = "eps"``.
+    A file named in the checkpoint folder but not there (``config.checkpoint_dir() / "photo-32.safetensors"``)
+    is looked for among the shipped checkpoints (:func:`course_utils.config.find_checkpoint`).
     """
+    if not Path(path).is_file():
+        path = config.find_checkpoint(path)
     record = checkpoints.read_record(path)
     saved = record.get("recipe") or {}
     saved_names = (saved.get("extra") or {}).get("feature_names", saved.get("feature_names"))

@@ -3,9 +3,11 @@
 Each name has a :class:`~course_utils.recipes.Recipe` (the course's one recipe type): the UNet
 configuration, the objective (DDPM epsilon prediction or
 flow-matching velocity), the schedule, the training hyper-parameters of a full run and the
-smaller sizes of a fast one. The weights live in ``config.checkpoint_dir()`` as
-``NAME.safetensors`` (float16, EMA weights) beside ``NAME.json`` (the recipe, the loss history,
-how long training took and on what machine, and the file's SHA-256).
+smaller sizes of a fast one. The weights are ``NAME.safetensors`` (float16, EMA weights) beside
+``NAME.json`` (the recipe, the loss history, how long training took and on what machine, and the
+file's SHA-256), looked for in the checkpoint folder, then among the shipped ones
+(:func:`course_utils.config.find_checkpoint`). Training writes them to the checkpoint folder
+(``config.checkpoint_dir()``) and its runs to ``config.runs_dir()``, never into the installed package.
 
 - A checkpoint shipped with the course is checked against the SHA-256 recorded here.
 - One trained on your machine is checked against its own JSON record.
@@ -98,8 +100,14 @@ def loss_of(r: Recipe):
     raise ValueError(f"unknown objective {r.objective!r}")
 
 
+def _file_name(name: str, fast: bool) -> str:
+    return f"{name}.fast.safetensors" if fast else f"{name}.safetensors"
+
+
 def checkpoint_path(name: str, *, fast: bool = False) -> Path:
-    return config.checkpoint_dir() / (f"{name}.fast.safetensors" if fast else f"{name}.safetensors")
+    """The checkpoint of ``name``: the first one found (checkpoint folder, then shipped ones), else
+    where training writes it (``config.checkpoint_dir()``)."""
+    return config.find_checkpoint(_file_name(name, fast))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,6 +117,28 @@ def checkpoint_path(name: str, *, fast: bool = False) -> Path:
 def balanced_labels(n: int) -> torch.Tensor:
     """0, 1, ..., 9, 0, 1, ...: n class ids with every digit as equally often as possible."""
     return torch.arange(n) % 10
+
+
+def _check_labels(labels, n: int, r: Recipe) -> torch.Tensor | None:
+    """``labels`` for :func:`generate`: None, or n integer class ids in 0..9 for a class model."""
+    if labels is None:
+        return None
+    if r.unet.cond != "class":
+        raise BadRequest(f"labels: {r.name} is unconditional and takes no labels (leave labels=None)")
+    try:
+        labels = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError):
+        raise BadRequest(f"labels must be {n} class ids in 0..9, got {labels!r}") from None
+    if labels.dtype == torch.bool or labels.dtype.is_floating_point or labels.dtype.is_complex:
+        raise BadRequest(f"labels must be integer class ids in 0..9, got dtype {labels.dtype}")
+    if labels.dim() != 1 or labels.numel() != n:
+        raise BadRequest(f"labels must be one class id per image: shape ({n},), got {tuple(labels.shape)}")
+    if labels.min() < 0 or labels.max() > 9:
+        raise BadRequest(
+            f"labels must be class ids in 0..9, got values from {labels.min().item()} to {labels.max().item()} "
+            "(for unconditional samples use guidance_scale=0)"
+        )
+    return labels.long()
 
 
 @torch.no_grad()
@@ -132,10 +162,24 @@ def generate(
     Randomness: ``generator`` (a ``torch.Generator``, or a :class:`~course_utils.noise.PerSample`
     with one stream per image), or ``seed``, which gives image i its own stream
     (``PerSample.from_seed``), so an image does not depend on how many are drawn with it.
+
+    Every argument is checked before any compute (:class:`~course_utils.errors.BadRequest` names
+    it): ``n`` >= 1; ``steps`` >= 1 (default: the recipe's), at most T for a DDPM model;
+    ``guidance_scale`` finite; ``labels`` n class ids in 0..9, for class-conditional models only;
+    ``seed`` in 0..2**32 - 1; a per-sample ``generator`` with n streams.
     """
-    steps = steps or r.sample_steps
-    if n < 1 or steps < 1:
-        raise BadRequest(f"need n >= 1 and steps >= 1, got n={n}, steps={steps}")
+    n = samplers.check_count(n, "n")
+    steps = r.sample_steps if steps is None else steps
+    if r.objective == "ddpm":
+        steps = samplers.check_steps(steps, maximum=r.T, why=f"{r.name} is a DDPM with T = {r.T} steps")
+    else:
+        steps = samplers.check_steps(steps)
+    samplers.check_scale(guidance_scale, "guidance_scale")
+    labels = _check_labels(labels, n, r)
+    if seed is not None:
+        seed = samplers.check_seed(seed)
+    if isinstance(generator, PerSample) and len(generator) != n:
+        raise BadRequest(f"generator: the per-sample generator has {len(generator)} streams for n={n} images")
     if generator is None and seed is not None:
         generator = PerSample.from_seed(seed, n)
     device = next(model.parameters()).device
@@ -146,7 +190,7 @@ def generate(
         cond = (balanced_labels(n) if labels is None else labels).to(device)
         model_fn = guidance.cfg(model_fn, guidance_scale)
     if r.objective == "ddpm":
-        ts = schedules.step_times(min(steps, r.T), r.T)  # land on DDPM's integer steps
+        ts = schedules.step_times(steps, r.T)  # land on DDPM's integer steps
         return samplers.ddpm(
             model_fn, x, ts, schedule=schedule_of(r), cond=cond, generator=generator, clip_x0=True, progress=progress
         )
@@ -166,19 +210,22 @@ def train_recipe(
     run_dir: str | Path | None = None,
     device: torch.device | None = None,
 ) -> nn.Module:
-    """Train a named model from its recipe (resuming ``runs/NAME`` if it holds a checkpoint) and
-    export its EMA weights (float16) to the checkpoint folder; return the EMA model."""
+    """Train a named model from its recipe (resuming ``config.runs_dir() / NAME`` if it holds a
+    checkpoint) and export its EMA weights (float16) to the checkpoint folder; return the EMA model."""
     fast = config.is_fast() if fast is None else fast
     r = recipe(name).for_fast_mode() if fast else recipe(name)
     r = replace(r, sha256=None, trained="")  # those describe the shipped file, not the one trained now
     if epochs is not None:
         r = replace(r, epochs=epochs)
     device = device or config.device()
+    if not run_dir:  # both folders are checked before any data is read
+        run_dir = config.ensure_writable(config.runs_dir(), "COURSE_HOME") / (f"{name}.fast" if fast else name)
+    run_dir = Path(run_dir)
+    out = config.ensure_writable(config.checkpoint_dir(), "COURSE_CHECKPOINT_DIR") / _file_name(name, fast)
     images, labels = data.load_mnist("train", scale="signed", limit=r.data_limit)
     train_data = (images, labels) if r.unet.cond == "class" else images
     torch.manual_seed(r.seed)
     model = build_unet(r.unet).to(device)
-    run_dir = Path(run_dir) if run_dir else config.repo_root() / "runs" / (f"{name}.fast" if fast else name)
 
     def sample_fn(m: nn.Module, epoch: int) -> torch.Tensor:
         return generate(m, r, 20, guidance_scale=3.0, seed=1234).cpu()  # [-1, 1], the model's range
@@ -215,7 +262,7 @@ def train_recipe(
         machine=checkpoints.machine_description(device),
         losses=[round(v, 5) for v in result.losses],
     )
-    checkpoints.export_weights(final, checkpoint_path(name, fast=fast), record, half=True)
+    checkpoints.export_weights(final, out, record, half=True)
     return final.eval()
 
 

@@ -7,8 +7,12 @@
 
 ``ts`` is a decreasing 1-D tensor of times (``schedules.time_grid(n)`` or DDPM's strided
 ``schedules.step_grid(1000, 990, 30)``); the sampler takes one step per consecutive pair (t, s).
-With ``return_trajectory=True`` it returns ``(x, [x_init, x_1, ..., x])``. Guidance, masks and
-views are wrappers around ``model_fn``, never sampler flags.
+A grid with NaN, times outside [0, 1] or a step that does not go down, a non-finite ``x_init`` or
+``eta`` raise :class:`~course_utils.errors.BadRequest` before the first model call
+(:func:`check_times`; :func:`check_count`, :func:`check_steps`, :func:`check_scale` and
+:func:`check_seed` are the checks every sampling entry point shares). With
+``return_trajectory=True`` it returns ``(x, [x_init, x_1, ..., x])``. Guidance, masks and views are
+wrappers around ``model_fn``, never sampler flags.
 
 What the model predicts is part of the sampler's contract (:mod:`course_utils.predictions`):
 
@@ -26,22 +30,100 @@ a ``torch.Generator``, or a :class:`course_utils.noise.PerSample` (one stream pe
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
 from typing import Callable
 
 import torch
 from torch import Tensor
 
 from . import predictions
+from .errors import BadRequest
 from .noise import Generator, randn_like
 from .schedules import FlowSchedule, Schedule
 
 ModelFn = Callable[..., Tensor]
 
+MAX_SEED = 2**32 - 1  # seeds are 32-bit, as NumPy's; image i of seed S draws from S * 1,000,003 + i
+
+
+# ---------------------------------------------------------------------------------------------
+# Request checks shared by every sampling entry point (pretrained, photos, the command line):
+# each raises BadRequest naming the argument, before any compute.
+
+
+def _whole_number(value, name: str) -> int:
+    if isinstance(value, bool):
+        raise BadRequest(f"{name} must be a whole number, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise BadRequest(f"{name} must be a whole number, got {value!r}") from None
+
+
+def check_count(value, name: str = "n") -> int:
+    """A count of images (or of anything): a whole number >= 1."""
+    value = _whole_number(value, name)
+    if value < 1:
+        raise BadRequest(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def check_steps(value, name: str = "steps", *, maximum: int | None = None, why: str = "") -> int:
+    """A number of sampler steps: a whole number in 1..maximum (``why`` says where the maximum comes from)."""
+    value = check_count(value, name)
+    if maximum is not None and value > maximum:
+        raise BadRequest(f"{name} must be at most {maximum}{f' ({why})' if why else ''}, got {value}")
+    return value
+
+
+def check_scale(value, name: str = "guidance_scale", *, minimum: float | None = None):
+    """A finite real number (a guidance scale, eta, ...), >= ``minimum`` if given; a tensor of
+    scales must be finite everywhere. Returns the value unchanged."""
+    if torch.is_tensor(value):
+        if value.dtype == torch.bool or not torch.isfinite(value.float()).all():
+            raise BadRequest(f"{name} must hold finite numbers, got {value}")
+        if minimum is not None and (value < minimum).any():
+            raise BadRequest(f"{name} must be at least {minimum:g}, got {value}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise BadRequest(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise BadRequest(f"{name} must be at least {minimum:g}, got {value!r}")
+    return value
+
+
+def check_seed(value, name: str = "seed") -> int:
+    """A seed: a whole number in 0..MAX_SEED."""
+    value = _whole_number(value, name)
+    if not 0 <= value <= MAX_SEED:
+        raise BadRequest(f"{name} must be a whole number in 0..{MAX_SEED}, got {value}")
+    return value
+
+
+def check_times(ts) -> Tensor:
+    """A sampler's grid: a 1-D float tensor of at least two finite, strictly decreasing times in [0, 1]."""
+    try:
+        ts = torch.as_tensor(ts, dtype=torch.float32).flatten()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise BadRequest(f"ts must be a 1-D tensor of times, e.g. time_grid(50) ({err})") from None
+    if ts.numel() < 2:
+        raise BadRequest("ts must be a decreasing grid of at least two times, e.g. time_grid(50)")
+    if not torch.isfinite(ts).all():
+        raise BadRequest(f"ts holds NaN or infinite times: {ts.tolist()[:8]}")
+    if ts.min() < 0 or ts.max() > 1:
+        raise BadRequest(
+            f"ts must hold times in [0, 1] (t = 0 data, t = 1 noise), got {ts.min().item():.3g} .. "
+            f"{ts.max().item():.3g}; DDPM steps i become times i / T (schedules.step_grid)"
+        )
+    if torch.any(ts[1:] >= ts[:-1]):
+        raise BadRequest("ts must be a decreasing grid of at least two times, e.g. time_grid(50)")
+    return ts
+
 
 def _steps(ts: Tensor, progress: bool, desc: str):
-    ts = torch.as_tensor(ts, dtype=torch.float32).flatten()
-    if ts.numel() < 2 or torch.any(ts[1:] >= ts[:-1]):
-        raise ValueError("ts must be a decreasing grid of at least two times, e.g. time_grid(50)")
+    ts = check_times(ts)
     pairs = list(zip(ts[:-1].tolist(), ts[1:].tolist()))
     if progress:
         from tqdm.auto import tqdm
@@ -68,9 +150,14 @@ def _walk(
     return_trajectory: bool,
 ):
     """The loop every sampler shares: one ``step(x, t, s)`` per consecutive pair of ``ts``."""
+    pairs = _steps(ts, progress, desc)  # the grid is checked before the first model call
+    if not torch.is_tensor(x_init) or not x_init.dtype.is_floating_point:
+        raise BadRequest(f"x_init must be a float tensor, got {type(x_init).__name__}")
+    if not torch.isfinite(x_init).all():
+        raise BadRequest("x_init holds NaN or infinite values")
     x = x_init
     trajectory = [x_init] if return_trajectory else None
-    for t, s in _steps(ts, progress, desc):
+    for t, s in pairs:
         x = step(x, t, s)
         if trajectory is not None:
             trajectory.append(x)
@@ -160,6 +247,7 @@ def ddim_step(
 
     eta = 0 is deterministic; eta = 1 draws from DDPM's posterior (same mean and variance).
     """
+    check_scale(eta, "eta", minimum=0.0)
     alpha_s, sigma_s = _coefs(schedule, s, x)
     x0_hat, eps_hat = predict_x0(model_fn, x, t, schedule, cond=cond, clip_x0=clip_x0)
     c2 = eta**2 * posterior_variance(schedule, t, s).to(x.device, x.dtype)
@@ -184,8 +272,7 @@ def ddim(
     clip_x0: bool = False,
 ):
     """DDIM sampling (Song et al. 2021) over ``ts`` with an epsilon model; ``eta`` in [0, 1]."""
-    if eta < 0:
-        raise ValueError("eta must be >= 0")
+    check_scale(eta, "eta", minimum=0.0)
 
     def step(x: Tensor, t: float, s: float) -> Tensor:
         return ddim_step(model_fn, x, t, s, schedule, cond=cond, eta=eta, generator=generator, clip_x0=clip_x0)

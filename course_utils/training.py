@@ -22,6 +22,7 @@ import copy
 import json
 import math
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -32,6 +33,7 @@ from torch import Tensor, nn
 # the checkpoint format lives in checkpoints.py; these names stay importable from here
 from .checkpoints import (  # noqa: F401
     CheckpointError,
+    backup_of,
     export_weights,
     flatten_optimizer,
     last_checkpoint,
@@ -44,6 +46,7 @@ from .checkpoints import (  # noqa: F401
     strip_prefix,
     unflatten_optimizer,
 )
+from .files import lock
 
 # ---------------------------------------------------------------------------------------------
 # EMA
@@ -244,89 +247,95 @@ def train(
     }
     result = TrainResult(model=model, ema=ema, run_dir=run_dir)
 
-    checkpoint = last_checkpoint(run_dir) if run_dir is not None and resume else None
-    if checkpoint is not None:
-        saved, record = load_checkpoint(checkpoint)
-        _check_same_run(record, base_record, checkpoint)
-        model.load_state_dict(strip_prefix("model", saved))
-        if ema is not None:
-            ema.load_state_dict(strip_prefix("ema", saved) or strip_prefix("model", saved))
-        opt.load_state_dict(unflatten_optimizer(saved, record["optimizer_param_groups"]))
-        loss_generator.set_state(saved["rng.loss"])
-        torch.set_rng_state(saved["rng.torch"])
-        result.losses, result.epoch_losses = record["losses"], record["epoch_losses"]
-        result.epoch_seconds = record.get("epoch_seconds", [])
-        result.step, result.epoch = record["step"], record["epoch"]
-        result.resumed_from = record["epoch"]
-
     rank, world = _distributed(ddp)
-    net = _wrap_ddp(model, device) if world > 1 else model  # forward/backward through DDP; weights stay in model
-    use_amp, amp_dtype, scaler = _mixed_precision(amp, device)
-    if checkpoint is not None and scaler.is_enabled() and record.get("grad_scaler"):
-        scaler.load_state_dict(record["grad_scaler"])  # the loss scale it had reached, not the initial 65536
-    progress = progress and rank == 0
-    writer = _tensorboard(run_dir) if progress else None
-    per_epoch = (
-        math.ceil(tensors[0].shape[0] / batch_size)
-        if tensors is not None
-        else (len(data) if hasattr(data, "__len__") else None)
-    )
-    if lr_schedule == "cosine" and per_epoch is None:
-        raise ValueError("a cosine learning-rate schedule needs data of known length (tensors or a sized iterable)")
-    for epoch in range(result.epoch, epochs):
-        for group in opt.param_groups:
-            group["lr"] = lr_at(epoch, lr, lr_schedule, gamma)
-        model.train()
-        started = time.perf_counter()
-        epoch_batches = batches(tensors, batch_size, seed, epoch) if tensors is not None else data
-        total = per_epoch
-        bar = tqdm(epoch_batches, total=total, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
-        running = []
-        for batch in bar:
-            batch = tuple(b.to(device) for b in batch) if isinstance(batch, (tuple, list)) else batch.to(device)
-            if world > 1 and tensors is not None:
-                if batch[0].shape[0] < world:  # too small to split: every rank skips it alike
-                    continue
-                batch = tuple(b[rank::world] for b in batch)
-            if lr_schedule == "cosine":  # per step, from the step count (so a resumed run continues it)
-                for group in opt.param_groups:
-                    group["lr"] = lr_at(epoch, lr, lr_schedule, gamma, progress=result.step / (epochs * per_epoch))
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = loss_fn(net, batch, generator=loss_generator)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()  # without amp: loss.backward(), opt.step()
-            scaler.step(opt)
-            scaler.update()
+    with ExitStack() as held:
+        if run_dir is not None and rank == 0:  # the process that writes checkpoints owns the folder
+            run_dir.mkdir(parents=True, exist_ok=True)
+            held.enter_context(lock(run_dir, what="run folder"))
+        checkpoint = last_checkpoint(run_dir) if run_dir is not None and resume else None
+        if checkpoint is not None:
+            saved, record = load_checkpoint(checkpoint)
+            _check_same_run(record, base_record, checkpoint)
+            model.load_state_dict(strip_prefix("model", saved))
             if ema is not None:
-                ema_update(ema, model, ema_decay, step=result.step)
-            value = _mean_over_ranks(loss.detach().float(), world)
-            running.append(value)
-            result.losses.append(value)
-            result.step += 1
-            if writer is not None:
-                writer.add_scalar("loss", value, result.step)
-            if len(running) % 20 == 0:
-                bar.set_postfix(loss=f"{sum(running[-20:]) / 20:.4f}")
-        result.epoch = epoch + 1
-        result.epoch_losses.append(sum(running) / max(1, len(running)))
-        result.epoch_seconds.append(time.perf_counter() - started)
-        if progress:
-            print(
-                f"epoch {result.epoch}/{epochs}: loss {result.epoch_losses[-1]:.4f} "
-                f"({result.epoch_seconds[-1]:.0f} s, lr {opt.param_groups[0]['lr']:.2e})"
-            )
-        if sample_fn is not None and sample_every and result.epoch % sample_every == 0 and rank == 0:
-            _draw_samples(sample_fn, save_samples, result.final_model, result.epoch)
+                ema.load_state_dict(strip_prefix("ema", saved) or strip_prefix("model", saved))
+            opt.load_state_dict(unflatten_optimizer(saved, record["optimizer_param_groups"]))
+            loss_generator.set_state(saved["rng.loss"])
+            torch.set_rng_state(saved["rng.torch"])
+            result.losses, result.epoch_losses = record["losses"], record["epoch_losses"]
+            result.epoch_seconds = record.get("epoch_seconds", [])
+            result.step, result.epoch = record["step"], record["epoch"]
+            result.resumed_from = record["epoch"]
+
+        net = _wrap_ddp(model, device) if world > 1 else model  # forward/backward through DDP; weights stay in model
+        use_amp, amp_dtype, scaler = _mixed_precision(amp, device)
+        if checkpoint is not None and scaler.is_enabled() and record.get("grad_scaler"):
+            scaler.load_state_dict(record["grad_scaler"])  # the loss scale it had reached, not the initial 65536
+        progress = progress and rank == 0
+        writer = _tensorboard(run_dir) if progress else None
+        per_epoch = (
+            math.ceil(tensors[0].shape[0] / batch_size)
+            if tensors is not None
+            else (len(data) if hasattr(data, "__len__") else None)
+        )
+        if lr_schedule == "cosine" and per_epoch is None:
+            raise ValueError("a cosine learning-rate schedule needs data of known length (tensors or a sized iterable)")
+        for epoch in range(result.epoch, epochs):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(epoch, lr, lr_schedule, gamma)
             model.train()
-        if run_dir is not None and (result.epoch % checkpoint_every == 0 or result.epoch == epochs):
-            if rank == 0:
-                _write_checkpoint(run_dir, model, ema, opt, loss_generator, result, base_record, scaler)
-            if world > 1:
-                torch.distributed.barrier()  # no rank runs ahead of the checkpoint it may resume from
-    if writer is not None:
-        writer.close()
-    model.eval()
-    return result
+            started = time.perf_counter()
+            epoch_batches = batches(tensors, batch_size, seed, epoch) if tensors is not None else data
+            total = per_epoch
+            bar = tqdm(
+                epoch_batches, total=total, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False
+            )
+            running = []
+            for batch in bar:
+                batch = tuple(b.to(device) for b in batch) if isinstance(batch, (tuple, list)) else batch.to(device)
+                if world > 1 and tensors is not None:
+                    if batch[0].shape[0] < world:  # too small to split: every rank skips it alike
+                        continue
+                    batch = tuple(b[rank::world] for b in batch)
+                if lr_schedule == "cosine":  # per step, from the step count (so a resumed run continues it)
+                    for group in opt.param_groups:
+                        group["lr"] = lr_at(epoch, lr, lr_schedule, gamma, progress=result.step / (epochs * per_epoch))
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    loss = loss_fn(net, batch, generator=loss_generator)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()  # without amp: loss.backward(), opt.step()
+                scaler.step(opt)
+                scaler.update()
+                if ema is not None:
+                    ema_update(ema, model, ema_decay, step=result.step)
+                value = _mean_over_ranks(loss.detach().float(), world)
+                running.append(value)
+                result.losses.append(value)
+                result.step += 1
+                if writer is not None:
+                    writer.add_scalar("loss", value, result.step)
+                if len(running) % 20 == 0:
+                    bar.set_postfix(loss=f"{sum(running[-20:]) / 20:.4f}")
+            result.epoch = epoch + 1
+            result.epoch_losses.append(sum(running) / max(1, len(running)))
+            result.epoch_seconds.append(time.perf_counter() - started)
+            if progress:
+                print(
+                    f"epoch {result.epoch}/{epochs}: loss {result.epoch_losses[-1]:.4f} "
+                    f"({result.epoch_seconds[-1]:.0f} s, lr {opt.param_groups[0]['lr']:.2e})"
+                )
+            if sample_fn is not None and sample_every and result.epoch % sample_every == 0 and rank == 0:
+                _draw_samples(sample_fn, save_samples, result.final_model, result.epoch)
+                model.train()
+            if run_dir is not None and (result.epoch % checkpoint_every == 0 or result.epoch == epochs):
+                if rank == 0:
+                    _write_checkpoint(run_dir, model, ema, opt, loss_generator, result, base_record, scaler)
+                if world > 1:
+                    torch.distributed.barrier()  # no rank runs ahead of the checkpoint it may resume from
+        if writer is not None:
+            writer.close()
+        model.eval()
+        return result
 
 
 def _check_same_run(record: dict, base_record: dict, checkpoint: Path) -> None:
@@ -435,8 +444,8 @@ def _write_checkpoint(
         grad_scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
     )
     path = save_checkpoint(run_dir / f"epoch_{result.epoch:04d}.safetensors", tensors, record)
-    for old in run_dir.glob("epoch_*.safetensors"):  # keep only the newest checkpoint
-        if old != path:
+    for old in run_dir.glob("epoch_*.safetensors"):  # keep only the newest checkpoint (older backups go too)
+        if old not in (path, backup_of(path)):
             old.with_suffix(".json").unlink(missing_ok=True)
             old.unlink(missing_ok=True)
     return path

@@ -388,7 +388,9 @@ def test_folder_in_parallel_without_cache_and_with_a_broken_cache(photo_folder, 
     assert [p.name for p in spread.paths] == ["copy.png"] and [p.name for p, _ in spread.failures] == ["broken.jpg"]
     broken = tmp_path / "broken-cache.npz"
     broken.write_bytes(b"not a zip file")
-    assert F.load_cache(broken) == {}
-    rerun = F.extract_folder(photo_folder, workers=1, cache=broken, progress=False)
+    with pytest.warns(UserWarning, match="broken-cache.npz is truncated or corrupt"):
+        assert F.load_cache(broken) == {}
+    with pytest.warns(UserWarning, match="rebuilt from the images"):
+        rerun = F.extract_folder(photo_folder, workers=1, cache=broken, progress=False)
     np.testing.assert_array_equal(rerun.features, serial.features)
     assert len(F.load_cache(broken)) == 3
