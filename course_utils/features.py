@@ -871,8 +871,14 @@ def extract_folder(
         files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
     cache_path = (default_cache_path() if cache is True else Path(cache)) if cache else None
     table = load_cache(cache_path) if cache_path else {}
-    keys = [sha256_file(p) for p in files]
-    todo = sorted({k: p for k, p in zip(keys, files) if k not in table}.items())
+    keys, unreadable = [], {}
+    for p in files:  # a file that cannot even be read (permissions, a vanished file) is a failure, not an abort
+        try:
+            keys.append(sha256_file(p))
+        except OSError as err:
+            keys.append(None)
+            unreadable[p] = f"cannot read {p}: {err.strerror or err}"
+    todo = sorted({k: p for k, p in zip(keys, files) if k is not None and k not in table}.items())
     failed: dict[str, str] = {}
     new: dict[str, np.ndarray] = {}
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
@@ -899,5 +905,5 @@ def extract_folder(
     paths = [p for p, k in zip(files, keys) if k in table]
     rows = [table[k] for k in keys if k in table]
     features = np.stack(rows).astype(np.float32) if rows else np.zeros((0, NUM_FEATURES), np.float32)
-    failures = [(p, failed[k]) for p, k in zip(files, keys) if k in failed]
+    failures = [(p, unreadable[p] if k is None else failed[k]) for p, k in zip(files, keys) if k is None or k in failed]
     return FolderFeatures(paths, features, failures)

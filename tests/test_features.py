@@ -394,3 +394,22 @@ def test_folder_in_parallel_without_cache_and_with_a_broken_cache(photo_folder, 
         rerun = F.extract_folder(photo_folder, workers=1, cache=broken, progress=False)
     np.testing.assert_array_equal(rerun.features, serial.features)
     assert len(F.load_cache(broken)) == 3
+
+
+def test_a_file_that_cannot_be_read_is_listed_not_fatal(photo_folder, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from course_utils import data
+
+    real = F.sha256_file
+    locked = data.list_images(photo_folder)[0]
+
+    def refuse(path, *args, **kwargs):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(F, "sha256_file", refuse)
+    out = F.extract_folder(photo_folder, workers=1, cache=tmp_path / "c.npz", progress=False)
+    assert locked not in out.paths and len(out.paths) >= 1
+    assert any(p == locked and "Permission denied" in why for p, why in out.failures)
