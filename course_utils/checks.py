@@ -24,8 +24,8 @@ check_flow_matching       (x0, eps, t) -> (xt, u)         04        ``FlowSchedu
 check_cfg                 (out_uncond, out_cond, w)       05        ``guidance.cfg``
 check_ddim_step           (x_t, eps_hat, abar_t, abar_s,  06        ``samplers.ddim_step``
                           eta, z) -> x_s
-check_inpainting_step     (x, x_known, mask, abar, eps)   07        ``editing.repaint_project``
-check_feature             (rgb) -> float                  08        ``features.extract_features``
+check_inpainting_step     (x, x_known, mask, abar, eps)   08        ``editing.repaint_project``
+check_feature             (rgb) -> float                  09        ``features.extract_features``
 ========================  ==============================  ========  =================================
 
 Conventions are the course's: time runs from 0 (data) to 1 (noise); ``alpha_bar`` arguments are
@@ -412,7 +412,7 @@ def check_ddim_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# Notebook 07: one inpainting (RePaint) step
+# Notebook 08: one inpainting (RePaint) step
 
 
 def check_inpainting_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
@@ -443,7 +443,7 @@ def check_inpainting_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# Notebook 08: one visual feature
+# Notebook 09: one visual feature
 
 
 def _test_photos() -> list[tuple[str, np.ndarray]]:

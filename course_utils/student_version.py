@@ -245,7 +245,7 @@ checks.check_cfg(cfg_combine)''',
 checks.check_ddim_step(ddim_step)''',
     ),
     Exercise(
-        "07",
+        "08",
         "editing.inpaint(",
         "**Exercise: one inpainting step.** Write `inpainting_step(x, x_known, mask, alpha_bar, eps)`:\n"
         "noise the known image to the level of `x` with `eps`, then keep it where `mask` is 1 and the\n"
@@ -258,7 +258,7 @@ checks.check_ddim_step(ddim_step)''',
 checks.check_inpainting_step(inpainting_step)''',
     ),
     Exercise(
-        "08",
+        "09",
         "## 2. Shapes with known answers",
         "**Exercise: the temperature feature.** Write `temperature(rgb)` for an RGB image (H, W, 3) in\n"
         "[0, 1]: 0.5 plus the mean of red minus blue, clipped to [0, 1] (1 warm, 0 cool)." + "\n" + _CHECK_LINE,

@@ -100,7 +100,7 @@ from course_utils import classifier, config, photos, pretrained
 found = {"package": pretrained.__file__, "user": str(config.user_data_dir())}
 found["shipped"] = [str(pretrained.checkpoint_path(n)) for n in ("mnist-fm", "photo-32")]
 found["classifier"] = str(classifier.checkpoint_path())
-photos.load_photo_model(config.checkpoint_dir() / "photo-32.safetensors", image_size=32)  # as notebooks 07 and 09
+photos.load_photo_model(config.checkpoint_dir() / "photo-32.safetensors", image_size=32)  # as notebooks 08 and 11
 
 r = pretrained.recipe("mnist-cfg")
 tiny = dataclasses.replace(r, fast=dict(epochs=1, data_limit=32, hidden=4), sample_steps=2, sha256=None)
