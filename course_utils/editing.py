@@ -49,9 +49,10 @@ _RANGE_TOL = 1e-4  # images may overshoot [-1, 1] by float rounding, no more
 # Input checks
 
 
-def check_images(x: Tensor, name: str = "x") -> None:
+def check_images(x: Tensor, name: str = "x", *, images: bool = True) -> None:
     """Raise :class:`~course_utils.errors.BadRequest` (a ``ValueError``) unless ``x`` is a finite
-    float tensor (B, C, H, W) with values in [-1, 1]."""
+    float tensor (B, C, H, W) with values in [-1, 1] (``images=False``: any finite values, e.g. the
+    latents of an autoencoder)."""
     if not torch.is_tensor(x):
         raise BadRequest(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
@@ -61,7 +62,7 @@ def check_images(x: Tensor, name: str = "x") -> None:
     if not torch.isfinite(x).all():
         raise BadRequest(f"{name} holds NaN or infinite values")
     lo, hi = x.min().item(), x.max().item()
-    if lo < -1 - _RANGE_TOL or hi > 1 + _RANGE_TOL:
+    if images and lo < -1 - _RANGE_TOL or hi > 1 + _RANGE_TOL:
         raise BadRequest(
             f"{name} must hold images in [-1, 1] (the course's model scale), found [{lo:.3g}, {hi:.3g}]; "
             "convert [0, 1] images with data.to_signed"
@@ -136,6 +137,7 @@ def sdedit(
     cond=None,
     generator: torch.Generator | None = None,
     return_trajectory: bool = False,
+    images: bool = True,
 ):
     """SDEdit (Meng et al. 2022): noise ``x0`` to t = ts[i_start], then denoise along ts[i_start:].
 
@@ -144,9 +146,10 @@ def sdedit(
     ``samplers.euler`` for a velocity model on ``FlowSchedule()``, or a ``functools.partial`` for
     options such as ``clip_x0``. A small ``i_start`` means much noise (a free re-drawing), a large
     one keeps the input's layout; at the last index (t = 0) the input comes back unchanged.
-    With ``return_trajectory`` returns ``(x, [xt, ..., x])``.
+    With ``return_trajectory`` returns ``(x, [xt, ..., x])``. ``images=False`` accepts inputs outside
+    [-1, 1], such as the latents of a latent diffusion model (:mod:`course_utils.text2image`).
     """
-    check_images(x0, "x0")
+    check_images(x0, "x0", images=images)
     ts = check_grid(ts)
     check_start_index(ts, i_start)
     sampler = _default_sampler(sampler, schedule)
@@ -186,6 +189,7 @@ def inpaint(
     generator: torch.Generator | None = None,
     resample: int = 1,
     return_trajectory: bool = False,
+    images: bool = True,
 ):
     """Inpainting in the style of RePaint (Lugmayr et al. 2022, Algorithm 1).
 
@@ -195,9 +199,10 @@ def inpaint(
     always carry the right amount of noise and equal ``x0`` exactly at the end (t = 0).
     ``resample`` > 1 repeats each step that many times, re-noising x_s back to t in between
     (RePaint's U), which lets the filled region agree better with the known one.
-    With ``return_trajectory`` returns ``(x, [x_init, x after each step ...])``.
+    With ``return_trajectory`` returns ``(x, [x_init, x after each step ...])``. ``images=False``
+    accepts inputs outside [-1, 1] (latents).
     """
-    check_images(x0, "x0")
+    check_images(x0, "x0", images=images)
     known = check_mask(known, x0)
     ts = check_grid(ts)
     if isinstance(resample, bool) or not isinstance(resample, int) or resample < 1:

@@ -191,33 +191,47 @@ def _check_latents(z: Tensor, name: str) -> None:
         raise BadRequest(f"{name} must be a finite float tensor (B, C, H, W) of latents")
 
 
-def sdedit(model_fn, z0: Tensor, ts: Tensor, i_start: int, *, schedule, sampler, cond=None, generator=None) -> Tensor:
-    """SDEdit (Meng et al. 2022) on latents: :func:`course_utils.editing.sdedit`'s loop (noise to
-    ts[i_start], then ``sampler`` along ts[i_start:]) without its check that inputs lie in [-1, 1]."""
+def sdedit(
+    model_fn, z0: Tensor, ts: Tensor, i_start: int, *, schedule, sampler, cond=None, generator=None, **kwargs
+) -> Tensor:
+    """SDEdit (Meng et al. 2022) on latents: :func:`course_utils.editing.sdedit` itself, told that
+    its input holds latents rather than images in [-1, 1]."""
     _check_latents(z0, "z0")
-    ts = editing.check_grid(ts)
-    editing.check_start_index(ts, i_start)
-    t_start = ts[i_start].item()
-    if t_start == 0:
-        return z0.clone()
-    zt = editing.noise_to(z0, t_start, schedule, generator)
-    return sampler(model_fn, zt, ts[i_start:], cond=cond, generator=generator)
+    return editing.sdedit(
+        model_fn,
+        z0,
+        ts,
+        i_start,
+        schedule=schedule,
+        sampler=sampler,
+        cond=cond,
+        generator=generator,
+        images=False,
+        **kwargs,
+    )
 
 
-def inpaint(model_fn, z0: Tensor, known: Tensor, ts: Tensor, *, schedule, sampler, cond=None, generator=None) -> Tensor:
-    """RePaint-style inpainting (Lugmayr et al. 2022) on latents: :func:`course_utils.editing.inpaint`'s
-    loop (one sampler step, then the known latents reset to z0 noised to the new time), one pass per step.
+def inpaint(
+    model_fn, z0: Tensor, known: Tensor, ts: Tensor, *, schedule, sampler, cond=None, generator=None, **kwargs
+) -> Tensor:
+    """RePaint-style inpainting (Lugmayr et al. 2022) on latents: :func:`course_utils.editing.inpaint`
+    itself (``resample`` included), told that its input holds latents.
 
     ``known`` is 1 where ``z0`` is kept, at the latents' resolution (downsample a pixel mask by 8).
     """
     _check_latents(z0, "z0")
-    known = editing.check_mask(known, z0)
-    ts = editing.check_grid(ts)
-    z = editing.repaint_project(randn_like(z0, generator), z0, known, ts[0].item(), schedule, generator)
-    for t, s in zip(ts[:-1].tolist(), ts[1:].tolist()):
-        z = sampler(model_fn, z, torch.tensor([t, s]), cond=cond, generator=generator)  # one step t -> s
-        z = editing.repaint_project(z, z0, known, s, schedule, generator)
-    return z
+    return editing.inpaint(
+        model_fn,
+        z0,
+        known,
+        ts,
+        schedule=schedule,
+        sampler=sampler,
+        cond=cond,
+        generator=generator,
+        images=False,
+        **kwargs,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
