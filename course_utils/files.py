@@ -45,20 +45,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with atomic_path("model.safetensors") as tmp:
             save_file(tensors, tmp)
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with temp_path(path) as tmp:
         yield tmp
-        with open(tmp, "rb+") as handle:  # make sure the bytes are on disk before the rename
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes private files; give the usual permissions
+        finish_temp(tmp)  # the bytes on disk, the usual permissions, before the rename
         os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 @contextmanager
