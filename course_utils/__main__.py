@@ -32,37 +32,32 @@ from pathlib import Path
 
 import numpy as np
 
-MAX_SEED = 2**32 - 1  # as course_utils.samplers.MAX_SEED
+MAX_SEED = 2**32 - 1  # samplers.MAX_SEED, without importing torch to print --help
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _number(kind, check, says: str):
+    """An argparse type: ``kind(text)`` that must satisfy ``check``, else '<says>, got <value>'."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{says}, got {text!r}") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"{says}, got {value}")
+        return value
+
+    return parse
 
 
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be a whole number in 0..{MAX_SEED}, got {text!r}")
-    return value
+_at_least_1 = _number(int, lambda v: v >= 1, "must be at least 1")
+_at_least_0 = _number(int, lambda v: v >= 0, "must be at least 0")
+_probability = _number(float, lambda v: 0.0 <= v <= 1.0, "must lie in [0, 1]")
+_decay = _number(float, lambda v: 0.0 < v < 1.0, "must lie strictly between 0 and 1")
+_positive = _number(float, lambda v: 0.0 < v < float("inf"), "must be a positive number")
+_positive_int = _at_least_1
+_finite_float = _number(float, math.isfinite, "must be a finite number")
+_seed = _number(int, lambda v: 0 <= v <= MAX_SEED, f"must be a whole number in 0..{MAX_SEED}")
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -139,28 +134,6 @@ def _check_sample(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 # ---------------------------------------------------------------------------------------------
 # train photo: the feature-conditioned photo model (course_utils.photos)
-
-
-def _number(kind, check, says: str):
-    """An argparse type: ``kind(text)`` that must satisfy ``check``, else '<says>, got <value>'."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not check(value):
-            raise argparse.ArgumentTypeError(f"{says}, got {value}")
-        return value
-
-    return parse
-
-
-_at_least_1 = _number(int, lambda v: v >= 1, "must be at least 1")
-_at_least_0 = _number(int, lambda v: v >= 0, "must be at least 0")
-_probability = _number(float, lambda v: 0.0 <= v <= 1.0, "must lie in [0, 1]")
-_decay = _number(float, lambda v: 0.0 < v < 1.0, "must lie strictly between 0 and 1")
-_positive = _number(float, lambda v: 0.0 < v < float("inf"), "must be a positive number")
 
 
 def build_photo_parser(prog: str = "python -m course_utils train photo") -> argparse.ArgumentParser:

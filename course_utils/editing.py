@@ -90,14 +90,10 @@ def check_mask(mask: Tensor, x: Tensor) -> Tensor:
 
 
 def check_grid(ts: Tensor) -> Tensor:
-    """A decreasing 1-D grid of times in [0, 1] ending at t = 0 (editing returns clean images)."""
-    ts = torch.as_tensor(ts, dtype=torch.float32).flatten()
-    if not torch.isfinite(ts).all():
-        raise BadRequest(f"ts holds NaN or infinite times: {ts.tolist()[:8]}")
-    if ts.numel() < 2 or torch.any(ts[1:] >= ts[:-1]):
-        raise BadRequest("ts must be a decreasing grid of at least two times, e.g. schedules.step_grid(1000, 990, 30)")
-    if ts[0] > 1 or ts[-1] != 0 or ts.min() < 0:
-        raise BadRequest(f"ts must run from at most 1 down to exactly 0, got {ts[0].item():.3g} .. {ts[-1].item():.3g}")
+    """A sampler's grid (:func:`samplers.check_times`) that ends at t = 0: editing returns clean images."""
+    ts = samplers.check_times(ts)
+    if ts[-1] != 0:
+        raise BadRequest(f"ts must run down to exactly 0, got {ts[0].item():.3g} .. {ts[-1].item():.3g}")
     return ts
 
 

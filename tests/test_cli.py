@@ -180,3 +180,10 @@ def test_a_course_error_is_one_line_and_a_nonzero_exit(capsys, monkeypatch):
     assert cli.main(["sample", "mnist-fm", "--n", "2"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "error: data/checkpoints/mnist-fm.json is not a readable JSON record: restore it"
+
+
+def test_the_command_line_seed_bound_is_the_samplers():
+    from course_utils import __main__ as cli
+    from course_utils import samplers
+
+    assert cli.MAX_SEED == samplers.MAX_SEED  # the CLI keeps its own copy so --help needs no torch
