@@ -62,6 +62,12 @@ class PerSample:
 Generator = torch.Generator | PerSample
 
 
+def check_streams(generator: Generator | None, n: int) -> None:
+    """A per-sample generator must have one stream per image; anything else passes."""
+    if isinstance(generator, PerSample) and len(generator) != n:
+        raise BadRequest(f"generator: the per-sample generator has {len(generator)} streams for {n} images")
+
+
 def randn_like(x: Tensor, generator: Generator | None = None) -> Tensor:
     """Standard normal noise shaped like x from ``generator`` (on its device), moved to x's device."""
     if isinstance(generator, PerSample):

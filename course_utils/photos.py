@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from . import checkpoints, config, data, features, guidance, losses, predictions, samplers, schedules, training
 from .errors import BadRequest
-from .noise import Generator, PerSample, image_seed, randn
+from .noise import Generator, PerSample, check_streams, image_seed, randn
 
 # the photo data moved to photo_data.py; these names stay importable from here
 from .photo_data import (  # noqa: F401
@@ -155,8 +155,7 @@ def generate(
     guided = guidance.cfg(model, guidance_scale)
     if generator is None:
         generator = PerSample.from_seed(seed, B)
-    elif isinstance(generator, PerSample) and len(generator) != B:
-        raise BadRequest(f"the per-sample generator has {len(generator)} streams for {B} images")
+    check_streams(generator, B)
     if noise is not None and tuple(noise.shape) != shape:
         raise BadRequest(f"noise must have shape {shape}, got {tuple(noise.shape)}")
     device = next(model.parameters()).device

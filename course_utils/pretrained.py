@@ -30,7 +30,7 @@ from torch import nn
 
 from . import checkpoints, config, data, guidance, losses, predictions, samplers, schedules, training
 from .errors import BadRequest
-from .noise import Generator, PerSample, randn
+from .noise import Generator, PerSample, check_streams, randn
 from .recipes import Recipe
 from .unet import UNetConfig, build_unet
 
@@ -178,8 +178,7 @@ def generate(
     labels = _check_labels(labels, n, r)
     if seed is not None:
         seed = samplers.check_seed(seed)
-    if isinstance(generator, PerSample) and len(generator) != n:
-        raise BadRequest(f"generator: the per-sample generator has {len(generator)} streams for n={n} images")
+    check_streams(generator, n)
     if generator is None and seed is not None:
         generator = PerSample.from_seed(seed, n)
     device = next(model.parameters()).device
