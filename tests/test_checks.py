@@ -193,7 +193,9 @@ def test_check_feature_for_another_feature_and_unknown_names():
     from course_utils import features
 
     k = features.index("circularity")
-    assert checks.check_feature(lambda rgb: features.extract_features(rgb)[k], "circularity", verbose=False)
+    # the course's extractor is switched off while the check runs: calling it is not an answer
+    result = checks.check_feature(lambda rgb: features.extract_features(rgb)[k], "circularity", verbose=False)
+    assert not result and "switched off while the check runs" in result.message
     assert not checks.check_feature(temperature, "circularity", verbose=False)
     with pytest.raises(ValueError, match="unknown feature"):
         checks.check_feature(temperature, "warmth")
@@ -206,3 +208,32 @@ def test_checks_leave_the_global_random_state_alone():
     for name in sorted(RIGHT):
         _checker(name)(RIGHT[name], verbose=False)
     torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_the_course_version_is_switched_off_during_its_check():
+    from course_utils import samplers
+
+    step = samplers.ddpm_step  # captured under another name before the check: still switched off
+
+    def calls_the_course(x_t, eps_hat, abar_t, abar_s, z):
+        return step(lambda x, t, c=None: eps_hat, x_t, 0.5, 0.4, None)
+
+    result = checks.check_ddpm_step(calls_the_course, verbose=False)
+    assert not result and "CourseVersionHidden" in result.message
+    assert samplers.ddpm_step is step  # restored after the check
+
+
+def test_going_on_with_the_course_version_counts_as_not_done():
+    version = checks.course_version("ddpm_step")
+    result = checks.check_ddpm_step(version, verbose=False)
+    assert result.status == "not done" and "course's version" in result.message
+    assert checks.check_ddpm_step(lambda *a: version(*a), verbose=False).status == "passed"
+    with pytest.raises(KeyError, match="no exercise function"):
+        checks.course_version("no_such_function")
+
+
+def test_checks_raise_under_nbgrader(monkeypatch):
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    with pytest.raises(checks.ExerciseFailed, match="NOT DONE"):
+        checks.check_cfg(_stub, verbose=False)
+    assert checks.check_cfg(cfg, verbose=False)  # a pass raises nothing

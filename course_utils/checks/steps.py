@@ -1,204 +1,39 @@
-"""Exercise checkers: a student's function against the course's own, on random inputs.
-
-Each ``check_*`` function calls the student's function on several seeds, shapes and times,
-compares every answer with the course implementation, prints one verdict and returns a
-:class:`CheckResult` (true when it passed)::
-
-    >>> checks.check_forward_noising(forward_noise)
-    PASS: forward noising (10 cases)
-
-On a wrong answer the verdict says which input failed and how: the largest absolute error and
-where it is, the expected and the returned shape, or the exception the function raised, followed
-by a hint with the formula. Inputs are cloned before the student's function sees them, so an
-in-place edit cannot hide a mistake.
-
-========================  ==============================  ========  =================================
-checker                   student function                notebook  compared with
-========================  ==============================  ========  =================================
-check_forward_noising     (x0, alpha_bar, eps) -> xt      01        ``Schedule.add_noise``
-check_denoising_loss      (model, x0, sigma, eps) -> loss 03        ``losses.denoising_loss``
-check_ddpm_step           (x_t, eps_hat, abar_t, abar_s,  02, 04    ``samplers.ddpm_step``
-                          z) -> x_s
-check_flow_matching       (x0, eps, t) -> (xt, u)         04        ``FlowSchedule.add_noise``,
-                                                                    ``targets.velocity_from_eps_x0``
-check_cfg                 (out_uncond, out_cond, w)       05        ``guidance.cfg``
-check_ddim_step           (x_t, eps_hat, abar_t, abar_s,  06        ``samplers.ddim_step``
-                          eta, z) -> x_s
-check_inpainting_step     (x, x_known, mask, abar, eps)   08        ``editing.repaint_project``
-check_feature             (rgb) -> float                  09        ``features.extract_features``
-========================  ==============================  ========  =================================
-
-Conventions are the course's: time runs from 0 (data) to 1 (noise); ``alpha_bar`` arguments are
-tensors that broadcast against the images (0-dim for one time, (B, 1, 1, 1) for one per image);
-``z`` is the standard normal noise a stochastic step adds, passed in so answers are comparable.
-"""
+"""Checkers of the one-formula exercises (a step, a loss, a target, one feature)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from . import schedules
+from .. import schedules
+from .engine import (
+    SEEDS,
+    SHAPES,
+    Case,
+    CheckResult,
+    _constant_model,
+    _randn,
+    _seeded,
+    _times,
+    _vp_schedules,
+    register_course_version,
+    run_cases,
+)
 
-SHAPES = ((1, 1, 4, 4), (3, 1, 8, 8), (2, 3, 5, 7))  # (B, C, H, W): one image, a batch, odd sizes and RGB
-SEEDS = (0, 1, 2)
-
-
-@dataclass(frozen=True)
-class Case:
-    """One input for the student's function: how it was made, the arguments, the expected answer."""
-
-    about: str
-    args: tuple
-    expected: Any  # a tensor, a float, or a tuple of them
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """The verdict of a checker: true when every case passed; ``message`` is what was printed."""
-
-    exercise: str
-    passed: bool
-    message: str
-    cases: int
-    failed_case: int | None = None  # 1-based index of the first failing case
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def __str__(self) -> str:
-        return self.message
-
-    def _ipython_display_(self) -> None:
-        """Show nothing when a notebook cell ends with the check: the verdict is already printed."""
-
-
-# ---------------------------------------------------------------------------------------------
-# The engine: run every case, stop at the first difference, say what it is
-
-
-def _clone(value):
-    if torch.is_tensor(value):
-        return value.detach().clone()
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    return value
-
-
-def _shape(value) -> str:
-    return str(tuple(value.shape)) if hasattr(value, "shape") else type(value).__name__
-
-
-def _as_tensor(value) -> Tensor | None:
-    if torch.is_tensor(value):
-        return value.detach().to("cpu", torch.float64)
-    try:
-        return torch.as_tensor(np.asarray(value, dtype=np.float64))
-    except (TypeError, ValueError):
-        return None
-
-
-def _difference(expected, got, *, atol: float, rtol: float, label: str = "") -> str | None:
-    """None when ``got`` matches ``expected``; otherwise one line saying how it differs."""
-    what = f"{label}: " if label else ""
-    if isinstance(expected, tuple):
-        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
-            return f"{what}expected a tuple of {len(expected)} values, got {type(got).__name__}"
-        for k, (e, g) in enumerate(zip(expected, got)):
-            problem = _difference(e, g, atol=atol, rtol=rtol, label=f"output {k}")
-            if problem:
-                return problem
-        return None
-    if got is None:
-        return f"{what}returned None: is a `return` missing?"
-    want, have = _as_tensor(expected), _as_tensor(got)
-    if have is None:
-        return f"{what}returned a {type(got).__name__}, expected a tensor or a number"
-    if have.shape != want.shape:
-        if have.numel() == 1 and want.numel() == 1:
-            have = have.reshape(want.shape)
-        else:
-            return f"{what}expected shape {tuple(want.shape)}, got {tuple(have.shape)}"
-    bad_nan = torch.isnan(have) & ~torch.isnan(want)
-    if bad_nan.any():
-        return f"{what}{int(bad_nan.sum())} value(s) are NaN (a square root of a negative number, or 0 / 0?)"
-    error = (have - want).abs().nan_to_num(0.0)
-    too_far = error > atol + rtol * want.abs()
-    if not too_far.any():
-        return None
-    flat = int(torch.argmax(error))
-    where = tuple(int(i) for i in np.unravel_index(flat, tuple(want.shape))) if want.dim() else ()
-    at = f" at index {list(where)}" if where else ""
-    return (
-        f"{what}max abs error {error.max().item():.4g}{at} (tolerance {atol:g}): "
-        f"expected {want.flatten()[flat].item():.6g}, got {have.flatten()[flat].item():.6g}"
-    )
-
-
-def run_cases(
-    exercise: str,
-    fn: Callable,
-    cases: Sequence[Case],
-    *,
-    atol: float = 1e-5,
-    rtol: float = 1e-5,
-    hint: str = "",
-    verbose: bool = True,
-) -> CheckResult:
-    """Call ``fn(*case.args)`` on every case, compare with ``case.expected``; print and return the verdict."""
-    if not callable(fn):
-        message = f"FAIL: {exercise}\n  expected a function, got {type(fn).__name__}"
-        return _report(CheckResult(exercise, False, message, len(cases), 1), verbose)
-    for number, case in enumerate(cases, start=1):
-        try:
-            got = fn(*(_clone(a) for a in case.args))
-        except NotImplementedError as err:
-            message = (
-                f"NOT DONE: {exercise}\n  the function still raises NotImplementedError({str(err)!r}): write its body"
-            )
-            return _report(CheckResult(exercise, False, message, len(cases), number), verbose)
-        except Exception as err:  # noqa: BLE001 - any error of the student's code is the verdict
-            problem = f"raised {type(err).__name__}: {err}"
-        else:
-            problem = _difference(case.expected, got, atol=atol, rtol=rtol)
-        if problem:
-            lines = [f"FAIL: {exercise}", f"  case {number} of {len(cases)}: {case.about}", f"  {problem}"]
-            if hint:
-                lines.append(f"  hint: {hint}")
-            return _report(CheckResult(exercise, False, "\n".join(lines), len(cases), number), verbose)
-    return _report(CheckResult(exercise, True, f"PASS: {exercise} ({len(cases)} cases)", len(cases)), verbose)
-
-
-def _report(result: CheckResult, verbose: bool) -> CheckResult:
-    if verbose:
-        print(result.message)
-    return result
-
-
-def _randn(shape, generator: torch.Generator) -> Tensor:
-    return torch.randn(shape, generator=generator)
-
-
-def _seeded(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _vp_schedules() -> tuple[schedules.DiscreteSchedule, ...]:
-    return schedules.linear_schedule(1000), schedules.cosine_schedule(1000)
-
-
-def _constant_model(out: Tensor) -> Callable:
-    """A stand-in epsilon model that always answers ``out``, so only the step's algebra is tested."""
-    return lambda x, t, cond=None: out
-
-
-def _times(t: Tensor) -> str:
-    return "[" + ", ".join(f"{v:.3f}" for v in t.flatten().tolist()) + "]"
-
+__all__ = [
+    "check_forward_noising",
+    "check_denoising_loss",
+    "check_ddpm_step",
+    "check_flow_matching",
+    "check_cfg",
+    "check_ddim_step",
+    "check_inpainting_step",
+    "check_feature",
+    "CHECKERS",
+]
 
 # ---------------------------------------------------------------------------------------------
 # Notebook 01: the forward process
@@ -230,7 +65,8 @@ def check_forward_noising(fn: Callable, *, verbose: bool = True) -> CheckResult:
         )
     )
     hint = "x_t = sqrt(alpha_bar) * x0 + sqrt(1 - alpha_bar) * eps: both coefficients are square roots"
-    return run_cases("forward noising", fn, cases, hint=hint, verbose=verbose)
+    hide = ("schedules.DiscreteSchedule.add_noise",)
+    return run_cases("forward noising", fn, cases, hint=hint, hide=hide, verbose=verbose)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,7 +94,7 @@ def check_denoising_loss(fn: Callable, *, verbose: bool = True) -> CheckResult:
 
     ``x0`` are unit-scale images (B, 1, H, W); the model is called with the noisy images only.
     """
-    from . import losses
+    from .. import losses
 
     cases = []
     for seed in SEEDS:
@@ -273,12 +109,24 @@ def check_denoising_loss(fn: Callable, *, verbose: bool = True) -> CheckResult:
         "z = x0 + sigma * eps; loss = mean((model(z) - x0) ** 2): the target is the clean image, "
         "the mean is over every pixel"
     )
-    return run_cases("single-step denoising loss", fn, cases, atol=1e-6, rtol=1e-5, hint=hint, verbose=verbose)
+    hide = ("losses.denoising_loss",)
+    return run_cases(
+        "single-step denoising loss", fn, cases, atol=1e-6, rtol=1e-5, hint=hint, hide=hide, verbose=verbose
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Notebooks 02 and 04: one DDPM ancestral step
 
+# the course functions a student's step must not call while its check runs
+_STEP_HIDE = (
+    "samplers.ddpm_step",
+    "samplers.ddim_step",
+    "samplers.predict_x0",
+    "samplers.posterior_variance",
+    "schedules.Schedule.posterior_mean_coefs",
+    "schedules.Schedule.posterior_variance",
+)
 _STEPS = ((0.99, 0.96), (0.6, 0.57), (0.3, 0.2), (0.03, 0.0))  # (t, s) pairs, s < t; the last ends at data
 
 
@@ -310,7 +158,7 @@ def check_ddpm_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
     beta = 1 - alpha, x_s = sqrt(abar_s) beta / (1 - abar_t) x0_hat + sqrt(alpha) (1 - abar_s) / (1 - abar_t) x_t
     + sqrt(beta (1 - abar_s) / (1 - abar_t)) z. On the last step (abar_s = 1) the added noise vanishes.
     """
-    from . import samplers
+    from .. import samplers
 
     def expected(model, x_t, t, s, schedule, noise_seed, _):
         return samplers.ddpm_step(model, x_t, t, s, schedule, generator=_seeded(noise_seed))
@@ -320,7 +168,10 @@ def check_ddpm_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
         "x_s = sqrt(abar_s) beta / (1 - abar_t) x0_hat + sqrt(alpha) (1 - abar_s) / (1 - abar_t) x_t "
         "+ sqrt(beta (1 - abar_s) / (1 - abar_t)) z"
     )
-    return run_cases("DDPM ancestral step", fn, _step_cases(expected), atol=2e-4, rtol=1e-4, hint=hint, verbose=verbose)
+    cases = _step_cases(expected)
+    return run_cases(
+        "DDPM ancestral step", fn, cases, atol=2e-4, rtol=1e-4, hint=hint, hide=_STEP_HIDE, verbose=verbose
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,7 +183,7 @@ def check_flow_matching(fn: Callable, *, verbose: bool = True) -> CheckResult:
 
     ``t`` is (B, 1, 1, 1), uniform in [0, 1]; time runs from data (0) to noise (1).
     """
-    from . import targets
+    from .. import targets
 
     flow = schedules.FlowSchedule()
     cases = []
@@ -353,7 +204,8 @@ def check_flow_matching(fn: Callable, *, verbose: bool = True) -> CheckResult:
         "xt = (1 - t) * x0 + t * eps and u = d xt / dt = eps - x0 (here t = 0 is data; "
         "papers that run time the other way flip both)"
     )
-    return run_cases("flow-matching input and target", fn, cases, hint=hint, verbose=verbose)
+    hide = ("targets.velocity_from_eps_x0", "schedules.FlowSchedule.add_noise")
+    return run_cases("flow-matching input and target", fn, cases, hint=hint, hide=hide, verbose=verbose)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,7 +214,7 @@ def check_flow_matching(fn: Callable, *, verbose: bool = True) -> CheckResult:
 
 def check_cfg(fn: Callable, *, verbose: bool = True) -> CheckResult:
     """``fn(out_uncond, out_cond, w) -> out_uncond + w (out_cond - out_uncond)`` (Ho & Salimans 2022)."""
-    from . import guidance
+    from .. import guidance
 
     cases = []
     for seed in SEEDS:
@@ -385,7 +237,7 @@ def check_cfg(fn: Callable, *, verbose: bool = True) -> CheckResult:
         "out = out_uncond + w * (out_cond - out_uncond): w = 0 gives the unconditional output, "
         "w = 1 the conditional one"
     )
-    return run_cases("classifier-free guidance", fn, cases, hint=hint, verbose=verbose)
+    return run_cases("classifier-free guidance", fn, cases, hint=hint, hide=("guidance.cfg",), verbose=verbose)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,7 +250,7 @@ def check_ddim_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
     c = eta sqrt((1 - abar_s) / (1 - abar_t) (1 - abar_t / abar_s));
     x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - c^2) eps_hat + c z. eta = 0 ignores z.
     """
-    from . import samplers
+    from .. import samplers
 
     def expected(model, x_t, t, s, schedule, noise_seed, eta):
         return samplers.ddim_step(model, x_t, t, s, schedule, eta=eta, generator=_seeded(noise_seed))
@@ -408,7 +260,7 @@ def check_ddim_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
         "* (1 - abar_t / abar_s)); x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - c^2) eps_hat + c z"
     )
     cases = _step_cases(expected, extra=(0.0, 0.5, 1.0))
-    return run_cases("DDIM step", fn, cases, atol=2e-4, rtol=1e-4, hint=hint, verbose=verbose)
+    return run_cases("DDIM step", fn, cases, atol=2e-4, rtol=1e-4, hint=hint, hide=_STEP_HIDE, verbose=verbose)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,7 +273,7 @@ def check_inpainting_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
     ``mask`` (B, 1, H, W) is 1 where the pixels are known; ``noised_known`` is x_known noised to
     ``alpha_bar`` with ``eps``: sqrt(alpha_bar) x_known + sqrt(1 - alpha_bar) eps.
     """
-    from . import editing
+    from .. import editing
 
     cases = []
     for seed in SEEDS:
@@ -439,7 +291,8 @@ def check_inpainting_step(fn: Callable, *, verbose: bool = True) -> CheckResult:
         "noise the known image to the current level first: noised_known = sqrt(alpha_bar) x_known + "
         "sqrt(1 - alpha_bar) eps; then keep it where mask = 1: mask * noised_known + (1 - mask) * x"
     )
-    return run_cases("inpainting step", fn, cases, hint=hint, verbose=verbose)
+    hide = ("editing.repaint_project",)
+    return run_cases("inpainting step", fn, cases, hint=hint, hide=hide, verbose=verbose)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,7 +325,7 @@ def check_feature(fn: Callable, name: str = "temperature", *, atol: float = 1e-4
     Compared with ``features.extract_features`` on images already at its working size (longer
     side 128), on random pixels, warm, cool and pure colours, a disk and a ring.
     """
-    from . import features
+    from .. import features
 
     if name not in features.FEATURE_NAMES:
         raise ValueError(f"unknown feature {name!r}; the 32 are: {', '.join(features.FEATURE_NAMES)}")
@@ -483,7 +336,8 @@ def check_feature(fn: Callable, name: str = "temperature", *, atol: float = 1e-4
     ]
     hints = {"temperature": "clip(0.5 + mean(R - B), 0, 1) over all pixels, with R and B in [0, 1]"}
     hint = hints.get(name, features.FEATURES[k].meaning + " (see the formula table in course_utils/features.py)")
-    return run_cases(f"feature {name}", fn, cases, atol=atol, rtol=0.0, hint=hint, verbose=verbose)
+    hide = ("features.extract_features",)
+    return run_cases(f"feature {name}", fn, cases, atol=atol, rtol=0.0, hint=hint, hide=hide, verbose=verbose)
 
 
 CHECKERS: dict[str, Callable[..., CheckResult]] = {
@@ -496,3 +350,57 @@ CHECKERS: dict[str, Callable[..., CheckResult]] = {
     "inpainting step": check_inpainting_step,
     "feature": check_feature,
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# The course's versions, with the students' signatures: `name = checks.course_version("name")`
+# lets a stuck student go on (the exercise then stays not done)
+
+
+@register_course_version("forward_noise")
+def _forward_noise(x0, alpha_bar, eps):
+    return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
+
+
+@register_course_version("denoising_loss")
+def _denoising_loss(model, x0, sigma, eps):
+    return ((model(x0 + sigma * eps) - x0) ** 2).mean()
+
+
+@register_course_version("ddpm_step")
+def _ddpm_step(x_t, eps_hat, alpha_bar_t, alpha_bar_s, z):
+    x0_hat = (x_t - (1 - alpha_bar_t).sqrt() * eps_hat) / alpha_bar_t.sqrt()
+    alpha = alpha_bar_t / alpha_bar_s
+    beta = 1 - alpha
+    mean = (
+        alpha_bar_s.sqrt() * beta / (1 - alpha_bar_t) * x0_hat
+        + alpha.sqrt() * (1 - alpha_bar_s) / (1 - alpha_bar_t) * x_t
+    )
+    return mean + (beta * (1 - alpha_bar_s) / (1 - alpha_bar_t)).sqrt() * z
+
+
+@register_course_version("flow_matching_pair")
+def _flow_matching_pair(x0, eps, t):
+    return (1 - t) * x0 + t * eps, eps - x0
+
+
+@register_course_version("cfg_combine")
+def _cfg_combine(out_uncond, out_cond, w):
+    return out_uncond + w * (out_cond - out_uncond)
+
+
+@register_course_version("ddim_step")
+def _ddim_step(x_t, eps_hat, alpha_bar_t, alpha_bar_s, eta, z):
+    x0_hat = (x_t - (1 - alpha_bar_t).sqrt() * eps_hat) / alpha_bar_t.sqrt()
+    c = eta * ((1 - alpha_bar_s) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_s)).sqrt()
+    return alpha_bar_s.sqrt() * x0_hat + (1 - alpha_bar_s - c**2).clamp(min=0).sqrt() * eps_hat + c * z
+
+
+@register_course_version("inpainting_step")
+def _inpainting_step(x, x_known, mask, alpha_bar, eps):
+    return mask * (alpha_bar.sqrt() * x_known + (1 - alpha_bar).sqrt() * eps) + (1 - mask) * x
+
+
+@register_course_version("temperature")
+def _temperature(rgb):
+    return float(np.clip(0.5 + (rgb[..., 0] - rgb[..., 2]).mean(), 0.0, 1.0))
