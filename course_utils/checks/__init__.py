@@ -35,6 +35,8 @@ tensors that broadcast against the images (0-dim for one time, (B, 1, 1, 1) for 
 
 from __future__ import annotations
 
+from .editing import *  # noqa: F403 - samplers, editing, features and the photo model (notebooks 06-11)
+from .editing import __all__ as _editing
 from .engine import (
     SEEDS,
     SHAPES,
@@ -48,6 +50,8 @@ from .engine import (
     register_course_version,
     run_cases,
 )
+from .loops import *  # noqa: F403 - loops, blocks and training steps (notebooks 01-05)
+from .loops import __all__ as _loops
 from .steps import *  # noqa: F403 - the checkers of the one-formula exercises
 from .steps import __all__ as _steps
 
@@ -64,4 +68,6 @@ __all__ = [
     "register_course_version",
     "run_cases",
     *_steps,
+    *_loops,
+    *_editing,
 ]
