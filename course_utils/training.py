@@ -19,6 +19,7 @@ Checkpoints (``run_dir/epoch_NNNN.safetensors`` + ``.json``) use the course's on
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import time
@@ -47,6 +48,38 @@ from .checkpoints import (  # noqa: F401
     unflatten_optimizer,
 )
 from .files import lock
+
+# ---------------------------------------------------------------------------------------------
+# Which code a run was trained with
+
+
+def _code_parts(code) -> list[bytes]:
+    parts = [code.co_code, repr(code.co_names).encode(), repr(code.co_varnames).encode()]
+    for const in code.co_consts:
+        parts += _code_parts(const) if hasattr(const, "co_code") else [repr(const).encode()]
+    return parts
+
+
+def code_fingerprint(*fns) -> str:
+    """Eight hex digits that change when the code of any of ``fns`` (functions or classes) changes.
+
+    A notebook that trains with a student's function keys its run folder with it
+    (``run_dir=runs / f"04_fm_{code_fingerprint(loss)}"``), so a corrected function trains afresh
+    instead of resuming the checkpoints of the earlier one, and neither run is lost.
+    """
+    digest = hashlib.sha256()
+    for fn in fns:
+        if isinstance(fn, type):
+            members = [m for _, m in sorted(vars(fn).items()) if hasattr(m, "__code__")]
+        else:
+            members = [fn]
+        if not members or not all(hasattr(m, "__code__") for m in members):
+            raise TypeError(f"code_fingerprint needs Python functions or classes, got {type(fn).__name__}")
+        for member in members:
+            for part in _code_parts(member.__code__):
+                digest.update(part)
+    return digest.hexdigest()[:8]
+
 
 # ---------------------------------------------------------------------------------------------
 # EMA

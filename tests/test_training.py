@@ -195,3 +195,31 @@ def test_sample_grids_map_the_models_range_and_warn_about_unit_images(tmp_path):
             run_dir=tmp_path / "unit",
             **{**KW, "ema_decay": None},
         )
+
+
+def test_code_fingerprint_follows_the_code_not_the_name():
+    def loss_a(model, x):
+        return (model(x) - x).pow(2).mean()
+
+    def loss_b(model, x):
+        return (model(x) - x).pow(2).sum()  # the mean-vs-sum mistake
+
+    def loss_a_again(model, x):
+        return (model(x) - x).pow(2).mean()
+
+    fp = training.code_fingerprint
+    assert fp(loss_a) == fp(loss_a_again) and len(fp(loss_a)) == 8
+    assert fp(loss_a) != fp(loss_b)
+    assert fp(loss_a, loss_b) != fp(loss_a)
+
+    class Block(torch.nn.Module):
+        def forward(self, x):
+            return x + 1
+
+    class OtherBlock(torch.nn.Module):
+        def forward(self, x):
+            return x - 1
+
+    assert fp(Block) != fp(OtherBlock)
+    with pytest.raises(TypeError, match="Python functions or classes"):
+        fp(len)
