@@ -1,26 +1,31 @@
-"""Student copies of the notebooks: every exercise's solution replaced by a stub to fill in.
+"""Student copies of the notebooks: every marked solution removed, every output gone.
 
-The cell convention (in the shipped notebooks, which keep their solutions and run end to end):
+The shipped notebooks keep their solutions, so they run end to end. The markers are nbgrader's, so
+an instructor who uses nbgrader can take the notebooks as its source as they are. Each exercise is
+three consecutive cells:
 
-- a markdown cell tagged ``exercise`` states the task;
-- the code cell after it, tagged ``solution``, holds the function(s) the student writes and ends
-  by calling the checker: ``checks.check_forward_noising(forward_noise)``.
+1. a markdown cell tagged ``exercise``: the task;
+2. a code cell tagged ``solution`` (nbgrader: ``solution: true``, ``grade_id: "NN-<function>"``)
+   holding only definitions; the lines the student writes sit between ``### BEGIN SOLUTION`` and
+   ``### END SOLUTION``, indented like the body they enclose;
+3. a code cell tagged ``check`` (nbgrader: ``grade: true``, ``locked: true``, ``points``) that calls
+   the checker, ``checks.check_forward_noising(forward_noise)``, followed by the commented line a
+   stuck student uncomments to go on with the course's version. Lines between
+   ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` run when grading, not in the copy.
 
-The student copy keeps every cell, strips all outputs, and replaces the body of each function
-defined in a ``solution`` cell by ``raise NotImplementedError("exercise: ...")``, keeping its
-signature and docstring. The other lines of the cell (the checker call) stay, so running the
-cell gives the student a verdict ("NOT DONE" until the function is written).
+The first code cells (imports, configuration) are tagged ``setup``; a solution cell relies only on
+them and its own imports, so ``python -m course_utils grade --checks-only`` can run setup, solution
+and check cells alone.
 
-::
+The student copy (what nbgrader's ``generate_assignment`` makes of the same notebook) replaces each
+marked block by ``# YOUR CODE HERE`` and ``raise NotImplementedError()`` at the block's indentation
+(``YOUR ANSWER HERE`` in markdown), drops hidden tests, strips every output, execution count and
+saved widget state, and marks solution and check cells undeletable, keeping the nbgrader metadata
+(check cells stay editable: the "Stuck?" line is the student's to uncomment)::
 
-    python -m course_utils.student_version                 # notebooks/ -> student_notebooks/
-    python -m course_utils.student_version --out /tmp/s notebooks/01_forward_process.ipynb
-    python -m course_utils.student_version --add-planned    # insert PLANNED exercises into notebooks/
-
-:func:`add_exercise` inserts an exercise (task + solution) into a shipped notebook before the
-first cell that contains an anchor text, and adds ``checks`` to the notebook's
-``from course_utils import ...`` line; :data:`PLANNED` lists the exercises the course plans for
-each notebook, which ``--add-planned`` inserts where they are still missing.
+    python -m course_utils student-version                   # notebooks/ -> student_notebooks/
+    python -m course_utils student-version --out /tmp/s notebooks/01_forward_process.ipynb
+    python -m course_utils student-version --check           # only report what breaks the convention
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ import copy
 import re
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
 import nbformat
 
@@ -39,85 +43,220 @@ from . import config
 
 EXERCISE_TAG = "exercise"
 SOLUTION_TAG = "solution"
+CHECK_TAG = "check"
+SETUP_TAG = "setup"
+
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")  # nbgrader's default replacement
+MARKDOWN_STUB = ("YOUR ANSWER HERE",)
+
+# The phrases nbgrader looks for anywhere in a line: a line holding one must be exactly a marker.
+_PHRASES = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+_MARKER = re.compile(r"^\s*#*\s*(BEGIN SOLUTION|END SOLUTION|BEGIN HIDDEN TESTS|END HIDDEN TESTS)\s*$")
+_CHECK_CALL = re.compile(r"^checks\.check_\w+\(", re.MULTILINE)
 
 
 def tags(cell) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
 
+def nbgrader_meta(cell) -> dict:
+    return dict(cell.get("metadata", {}).get("nbgrader", {}))
+
+
 def is_solution(cell) -> bool:
     return cell.get("cell_type") == "code" and SOLUTION_TAG in tags(cell)
 
 
-def stub_source(source: str) -> str:
-    """The solution cell's code with each top-level function body replaced by a NotImplementedError stub."""
-    tree = ast.parse(source)
-    lines = source.splitlines()
-    functions = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    if not functions:
-        raise ValueError("a solution cell must define the function the student writes")
-    out: list[str] = []
-    done = 0  # lines of the source already copied or replaced
-    for node in functions:
-        first = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
+def is_check(cell) -> bool:
+    return cell.get("cell_type") == "code" and CHECK_TAG in tags(cell)
+
+
+def is_setup(cell) -> bool:
+    return cell.get("cell_type") == "code" and SETUP_TAG in tags(cell)
+
+
+def grade_id(cell) -> str | None:
+    return nbgrader_meta(cell).get("grade_id")
+
+
+def _marker(line: str) -> str | None:
+    """``"BEGIN SOLUTION"`` (etc.) when ``line`` is a marker line, else None."""
+    match = _MARKER.match(line)
+    return match.group(1) if match else None
+
+
+def marked_blocks(source: str, begin: str = "BEGIN SOLUTION", end: str = "END SOLUTION") -> list[tuple[int, int]]:
+    """(first, last) line numbers (0-based, markers included) of each marked block; ValueError if unbalanced."""
+    blocks, start = [], None
+    for number, line in enumerate(source.split("\n")):
+        kind = _marker(line)
+        if kind == begin:
+            if start is not None:
+                raise ValueError(f"line {number + 1}: {begin} inside another block (a {end} is missing)")
+            start = number
+        elif kind == end:
+            if start is None:
+                raise ValueError(f"line {number + 1}: {end} without a {begin} before it")
+            blocks.append((start, number))
+            start = None
+    if start is not None:
+        raise ValueError(f"line {start + 1}: {begin} is never closed by a {end}")
+    return blocks
+
+
+def _replace_blocks(source: str, stub: tuple[str, ...], begin: str, end: str) -> str:
+    """``source`` with each marked block replaced by ``stub`` at the block's indentation (nbgrader's rule)."""
+    lines = source.split("\n")
+    out, done = [], 0
+    for first, last in marked_blocks(source, begin, end):
+        indent = re.match(r"\s*", lines[first]).group()
         out.extend(lines[done:first])
-        out.extend(_stub_function(node, lines))
-        done = node.end_lineno
+        out.extend(indent + s for s in stub)
+        done = last + 1
     out.extend(lines[done:])
-    text = "\n".join(out).rstrip()
-    return text + "\n" if source.endswith("\n") else text
+    return "\n".join(out)
 
 
-def _stub_function(node: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> list[str]:
-    first = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
-    body = node.body
-    has_doc = (
-        isinstance(body[0], ast.Expr)
-        and isinstance(getattr(body[0], "value", None), ast.Constant)
-        and isinstance(body[0].value.value, str)
-    )
-    indent = " " * (body[0].col_offset if body[0].lineno != node.lineno else node.col_offset + 4)
-    if body[0].lineno == node.lineno:  # "def f(x): return x" on one line: rebuild the header
-        returns = f" -> {ast.unparse(node.returns)}" if node.returns is not None else ""
-        head = lines[first : node.lineno - 1] + [
-            " " * node.col_offset + f"def {node.name}({ast.unparse(node.args)}){returns}:"
-        ]
-        kept = []
-    else:
-        head = lines[first : body[0].lineno - 1]
-        kept = lines[body[0].lineno - 1 : body[0].end_lineno] if has_doc else []
-    message = f"exercise: write the body of {node.name}"
-    return head + kept + [f"{indent}# your code here", f'{indent}raise NotImplementedError("{message}")']
+def strip_solutions(source: str, *, markdown: bool = False) -> str:
+    """Each ``### BEGIN SOLUTION`` ... ``### END SOLUTION`` block replaced by the stub."""
+    return _replace_blocks(source, MARKDOWN_STUB if markdown else CODE_STUB, "BEGIN SOLUTION", "END SOLUTION")
+
+
+def strip_hidden_tests(source: str) -> str:
+    """``source`` without its ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` blocks."""
+    return _replace_blocks(source, (), "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+
+
+def solution_lines(source: str) -> list[str]:
+    """The lines inside the marked solution blocks of ``source`` (markers excluded)."""
+    lines = source.split("\n")
+    return [line for first, last in marked_blocks(source) for line in lines[first + 1 : last]]
 
 
 def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A student copy of ``nb``: solutions stubbed, every output and execution count removed."""
+    """A student copy of ``nb``: marked solutions and hidden tests removed, no outputs."""
     nb = copy.deepcopy(nb)
+    nb.metadata.pop("widgets", None)  # saved widget state holds outputs too
     for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        cell.outputs = []
-        cell.execution_count = None
-        if is_solution(cell):
-            cell.source = stub_source(cell.source)
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        markers = {_marker(line) for line in cell.source.split("\n")}
+        if markers & {"BEGIN SOLUTION", "END SOLUTION"}:
+            cell.source = strip_solutions(cell.source, markdown=cell.cell_type == "markdown")
+        elif cell.cell_type == "markdown" and SOLUTION_TAG in tags(cell):
+            cell.source = MARKDOWN_STUB[0]  # a written answer without markers: nbgrader clears the cell
+        if markers & {"BEGIN HIDDEN TESTS", "END HIDDEN TESTS"}:
+            cell.source = strip_hidden_tests(cell.source)
+        meta = nbgrader_meta(cell)
+        if meta.get("solution") or meta.get("grade") or is_solution(cell) or is_check(cell):
+            cell.metadata["deletable"] = False
     return nb
 
 
-def problems(nb: nbformat.NotebookNode) -> list[str]:
-    """What breaks the exercise convention: a solution without its exercise cell, checker or function."""
+def _defined_names(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
+
+
+def _solution_problems(cell, where: str) -> tuple[list[str], set[str]]:
+    """What is wrong with one solution cell, and the names it defines."""
     found = []
-    for i, cell in enumerate(nb.cells):
+    meta = nbgrader_meta(cell)
+    if not meta.get("solution") or not meta.get("grade_id") or meta.get("grade"):
+        found.append(f"{where}: a solution cell needs nbgrader metadata with solution: true and a grade_id")
+    try:
+        if not marked_blocks(cell.source):
+            found.append(f"{where}: a solution cell marks the student's lines with {BEGIN_SOLUTION} / {END_SOLUTION}")
+        stub = strip_solutions(cell.source)
+    except ValueError as err:
+        return found + [f"{where}: {err}"], set()
+    names: set[str] = set()
+    for label, text in (("", cell.source), (" (its student copy)", stub)):
+        try:
+            tree = ast.parse(text)
+        except SyntaxError as err:
+            found.append(f"{where}{label}: not valid Python: {err.msg} (line {err.lineno})")
+            continue
+        names = _defined_names(tree) if not label else names
+        others = [n for n in tree.body if not isinstance(n, _DEFINITIONS) and not _is_docstring(n)]
+        if others and not label:
+            found.append(
+                f"{where}: a solution cell holds only definitions (functions, classes, imports); "
+                f"line {others[0].lineno} is a {type(others[0]).__name__} statement"
+            )
+    return found, names
+
+
+def _is_docstring(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+
+
+def _check_problems(cell, where: str, defined: set[str]) -> list[str]:
+    found = []
+    meta = nbgrader_meta(cell)
+    if not (meta.get("grade") and meta.get("locked") and meta.get("grade_id") and "points" in meta):
+        found.append(
+            f"{where}: a check cell needs nbgrader metadata with grade: true, locked: true, points, a grade_id"
+        )
+    try:
+        marked_blocks(cell.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+    except ValueError as err:
+        found.append(f"{where}: {err}")
+    calls = [line for line in cell.source.split("\n") if _CHECK_CALL.match(line)]
+    if not calls:
+        found.append(f"{where}: a check cell calls its checker (a line starting checks.check_...)")
+    elif defined and not any(re.search(rf"\b{re.escape(n)}\b", line) for n in defined for line in calls):
+        found.append(
+            f"{where}: the checker call names none of the solution's definitions ({', '.join(sorted(defined))})"
+        )
+    return found
+
+
+def problems(nb: nbformat.NotebookNode) -> list[str]:
+    """What breaks the exercise convention, one line each (an empty list when nothing does)."""
+    found = []
+    ids: dict[str, int] = {}
+    cells = nb.cells
+    for i, cell in enumerate(cells):
+        where = f"cell {i}"
+        for number, line in enumerate(cell.source.split("\n"), start=1):
+            if any(p in line for p in _PHRASES) and _marker(line) is None:
+                found.append(f"{where}, line {number}: a marker phrase outside a marker line ({line.strip()!r})")
+        gid = grade_id(cell)
+        if gid:
+            if gid in ids:
+                found.append(f"{where}: grade_id {gid!r} is also used by cell {ids[gid]}")
+            ids.setdefault(gid, i)
+        has_markers = any(_marker(line) in ("BEGIN SOLUTION", "END SOLUTION") for line in cell.source.split("\n"))
+        if cell.cell_type == "code" and has_markers and not is_solution(cell):
+            found.append(f"{where}: solution markers in a cell not tagged '{SOLUTION_TAG}'")
+        if cell.cell_type == "code" and is_check(cell) and not (i > 0 and is_solution(cells[i - 1])):
+            found.append(f"{where}: a check cell comes right after its solution cell")
         if not is_solution(cell):
             continue
-        previous = nb.cells[i - 1] if i > 0 else None
+        previous = cells[i - 1] if i > 0 else None
         if previous is None or previous.cell_type != "markdown" or EXERCISE_TAG not in tags(previous):
-            found.append(f"cell {i}: a solution cell needs a markdown cell tagged '{EXERCISE_TAG}' right before it")
-        if "checks.check_" not in cell.source:
-            found.append(f"cell {i}: a solution cell should end by calling its checker (checks.check_...)")
-        try:
-            stub_source(cell.source)
-        except (SyntaxError, ValueError) as err:
-            found.append(f"cell {i}: {err}")
+            found.append(f"{where}: a solution cell needs a markdown cell tagged '{EXERCISE_TAG}' right before it")
+        more, defined = _solution_problems(cell, where)
+        found += more
+        following = cells[i + 1] if i + 1 < len(cells) else None
+        if following is None or not is_check(following):
+            found.append(f"{where}: a solution cell is followed by a code cell tagged '{CHECK_TAG}'")
+        else:
+            found += _check_problems(following, f"cell {i + 1}", defined)
+            sid, cid = grade_id(cell), grade_id(following)
+            if sid and cid and cid != f"{sid}-check":
+                found.append(f"cell {i + 1}: the check cell's grade_id is the solution's plus '-check' ({sid}-check)")
     return found
 
 
@@ -125,203 +264,48 @@ def exercise_count(nb: nbformat.NotebookNode) -> int:
     return sum(is_solution(cell) for cell in nb.cells)
 
 
-class Exercise(NamedTuple):
-    """An exercise to insert: in notebook ``NN``, before the first cell containing ``before``."""
-
-    notebook: str  # the two-digit number
-    before: str
-    task: str  # markdown
-    solution: str  # the function(s) and the checker call
-
-
-def defined_functions(source: str) -> set[str]:
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return set()
-    return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
-
-
-_IMPORT_LINE = re.compile(r"^from course_utils import (?P<names>[A-Za-z0-9_, ]+)$", re.MULTILINE)
-
-
-def _import_checks(nb: nbformat.NotebookNode) -> None:
-    """Add ``checks`` to the first ``from course_utils import ...`` line (names kept sorted)."""
-    for cell in nb.cells:
-        match = _IMPORT_LINE.search(cell.source) if cell.cell_type == "code" else None
-        if match:
-            names = [n.strip() for n in match["names"].split(",") if n.strip()]
-            if "checks" not in names:
-                line = "from course_utils import " + ", ".join(sorted(names + ["checks"]))
-                cell.source = cell.source[: match.start()] + line + cell.source[match.end() :]
-            return
-    raise ValueError("no 'from course_utils import ...' line to add checks to")
-
-
-def add_exercise(nb: nbformat.NotebookNode, *, before: str, task: str, solution: str) -> bool:
-    """Insert a markdown ``exercise`` cell and a ``solution`` cell before the first cell containing ``before``.
-
-    Returns False (and changes nothing) when a solution cell already defines the same function;
-    raises ``ValueError`` when no cell contains ``before``.
-    """
-    names = defined_functions(solution)
-    if not names:
-        raise ValueError("the solution must define the function the student writes")
-    if any(is_solution(c) and defined_functions(c.source) & names for c in nb.cells):
-        return False
-    index = next((i for i, c in enumerate(nb.cells) if before in c.source), None)
-    if index is None:
-        raise ValueError(f"no cell contains {before!r}")
-    cells = [
-        nbformat.v4.new_markdown_cell(task, metadata={"tags": [EXERCISE_TAG]}),
-        nbformat.v4.new_code_cell(solution, metadata={"tags": [SOLUTION_TAG]}),
-    ]
-    nb.cells[index:index] = cells
-    _import_checks(nb)
-    return True
-
-
-_CHECK_LINE = "The last line checks your function against the course's on random inputs."
-
-PLANNED: tuple[Exercise, ...] = (
-    Exercise(
-        "02",
-        "ts = schedules.step_grid(1000, 990, 30)",
-        "**Exercise: one DDPM step.** Write `ddpm_step(x_t, eps_hat, alpha_bar_t, alpha_bar_s, z)`: estimate\n"
-        "$\\hat x_0$ from the noise estimate, then draw $x_s$ from the posterior "
-        "$q(x_s \\mid x_t, \\hat x_0)$ with the\n"
-        "standard normal `z` (Ho et al. 2020, eq. 6-7; $\\beta = 1 - \\bar\\alpha_t / \\bar\\alpha_s$)."
-        + "\n"
-        + _CHECK_LINE,
-        '''def ddpm_step(x_t, eps_hat, alpha_bar_t, alpha_bar_s, z):
-    """One ancestral step x_t -> x_s (s < t) from the model's noise estimate eps_hat."""
-    x0_hat = (x_t - (1 - alpha_bar_t).sqrt() * eps_hat) / alpha_bar_t.sqrt()
-    beta = 1 - alpha_bar_t / alpha_bar_s
-    mean = (alpha_bar_s.sqrt() * beta / (1 - alpha_bar_t) * x0_hat
-            + (1 - beta).sqrt() * (1 - alpha_bar_s) / (1 - alpha_bar_t) * x_t)
-    return mean + ((1 - alpha_bar_s) / (1 - alpha_bar_t) * beta).sqrt() * z
-
-checks.check_ddpm_step(ddpm_step)''',
-    ),
-    Exercise(
-        "04",
-        "# flow matching: t ~ U[0, 1], straight path",
-        "**Exercise: the flow-matching pair.** Write `flow_matching_pair(x0, eps, t)` returning the model's\n"
-        "input $x_t = (1 - t)\\,x_0 + t\\,\\varepsilon$ and its target, the velocity $u = dx_t/dt$; `t` is\n"
-        "shaped (B, 1, 1, 1)." + "\n" + _CHECK_LINE,
-        '''def flow_matching_pair(x0, eps, t):
-    """Flow matching (Lipman et al. 2023): the point on the straight path at t and its velocity."""
-    xt = (1 - t) * x0 + t * eps
-    return xt, eps - x0
-
-checks.check_flow_matching(flow_matching_pair)''',
-    ),
-    Exercise(
-        "05",
-        "guidance.cfg(",
-        "**Exercise: classifier-free guidance.** Write `cfg_combine(out_uncond, out_cond, w)`, the guided\n"
-        "output from the model's unconditional and conditional outputs with guidance scale $w$." + "\n" + _CHECK_LINE,
-        '''def cfg_combine(out_uncond, out_cond, w):
-    """Classifier-free guidance (Ho & Salimans 2022): w = 0 unconditional, w = 1 conditional, w > 1 beyond."""
-    return out_uncond + w * (out_cond - out_uncond)
-
-checks.check_cfg(cfg_combine)''',
-    ),
-    Exercise(
-        "06",
-        "samplers.ddim(",
-        "**Exercise: one DDIM step.** Write `ddim_step(x_t, eps_hat, alpha_bar_t, alpha_bar_s, eta, z)`\n"
-        "(Song et al. 2021, eq. 12): "
-        "$c = \\eta\\sqrt{(1 - \\bar\\alpha_s)/(1 - \\bar\\alpha_t)\\,(1 - \\bar\\alpha_t/\\bar\\alpha_s)}$ and\n"
-        "$x_s = \\sqrt{\\bar\\alpha_s}\\,\\hat x_0 + \\sqrt{1 - \\bar\\alpha_s - c^2}\\,\\hat\\varepsilon + c\\,z$."
-        + "\n"
-        + _CHECK_LINE,
-        '''def ddim_step(x_t, eps_hat, alpha_bar_t, alpha_bar_s, eta, z):
-    """One DDIM step x_t -> x_s; eta = 0 is deterministic, eta = 1 matches DDPM's posterior."""
-    x0_hat = (x_t - (1 - alpha_bar_t).sqrt() * eps_hat) / alpha_bar_t.sqrt()
-    c = eta * ((1 - alpha_bar_s) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_s)).sqrt()
-    return alpha_bar_s.sqrt() * x0_hat + (1 - alpha_bar_s - c**2).sqrt() * eps_hat + c * z
-
-checks.check_ddim_step(ddim_step)''',
-    ),
-    Exercise(
-        "08",
-        "editing.inpaint(",
-        "**Exercise: one inpainting step.** Write `inpainting_step(x, x_known, mask, alpha_bar, eps)`:\n"
-        "noise the known image to the level of `x` with `eps`, then keep it where `mask` is 1 and the\n"
-        "sample `x` where it is 0 (RePaint, Lugmayr et al. 2022)." + "\n" + _CHECK_LINE,
-        '''def inpainting_step(x, x_known, mask, alpha_bar, eps):
-    """Known pixels, noised to the current level, where mask = 1; the sample elsewhere."""
-    noised_known = alpha_bar.sqrt() * x_known + (1 - alpha_bar).sqrt() * eps
-    return mask * noised_known + (1 - mask) * x
-
-checks.check_inpainting_step(inpainting_step)''',
-    ),
-    Exercise(
-        "09",
-        "## 2. Shapes with known answers",
-        "**Exercise: the temperature feature.** Write `temperature(rgb)` for an RGB image (H, W, 3) in\n"
-        "[0, 1]: 0.5 plus the mean of red minus blue, clipped to [0, 1] (1 warm, 0 cool)." + "\n" + _CHECK_LINE,
-        '''def temperature(rgb):
-    """Warm (1) versus cool (0): clip(0.5 + mean(R - B), 0, 1)."""
-    return float(np.clip(0.5 + np.mean(rgb[..., 0] - rgb[..., 2]), 0.0, 1.0))
-
-checks.check_feature(temperature, "temperature")''',
-    ),
-)
-
-
-def add_planned(notebooks: list[Path]) -> list[str]:
-    """Insert the :data:`PLANNED` exercises missing from these notebooks; one line per notebook."""
-    report = []
-    for path in notebooks:
-        planned = [e for e in PLANNED if path.name.startswith(e.notebook + "_")]
-        if not planned:
-            continue
-        nb = nbformat.read(path, as_version=4)
-        added = []
-        for exercise in planned:
-            try:
-                if add_exercise(nb, before=exercise.before, task=exercise.task, solution=exercise.solution):
-                    added.append(", ".join(sorted(defined_functions(exercise.solution))))
-            except ValueError as err:
-                report.append(f"{path.name}: not added ({err})")
-        if added:
-            nbformat.write(nb, path)
-            report.append(f"{path.name}: added {'; '.join(added)}")
-    return report
-
-
 def write_student_versions(notebooks: list[Path], out: Path) -> dict[str, int]:
-    """Write a student copy of each notebook into ``out``; return ``{name: number of exercises}``."""
-    out.mkdir(parents=True, exist_ok=True)
-    counts = {}
+    """Write a student copy of each notebook into ``out``; return ``{name: number of exercises}``.
+
+    Every notebook is checked before anything is written; a ``ValueError`` names what is broken.
+    """
+    read = {}
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
         found = problems(nb)
         if found:
             raise ValueError(f"{path.name}: " + "; ".join(found))
-        nbformat.write(student_notebook(nb), out / path.name)
+        read[path] = nb
+    out.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for path, nb in read.items():
+        student = student_notebook(nb)
+        nbformat.validate(student)
+        nbformat.write(student, out / path.name)
         counts[path.name] = exercise_count(nb)
     return counts
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.student_version", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m course_utils student-version", description=__doc__.split("\n")[0])
     parser.add_argument(
         "notebooks", nargs="*", type=Path, help="notebooks to convert (default: every notebooks/*.ipynb)"
     )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <repo>/student_notebooks)")
-    parser.add_argument(
-        "--add-planned", action="store_true", help="insert the planned exercises into the notebooks themselves"
-    )
+    parser.add_argument("--check", action="store_true", help="only report what breaks the convention")
     args = parser.parse_args(argv)
     notebooks = args.notebooks or sorted((config.repo_root() / "notebooks").glob("*.ipynb"))
+    missing = [str(p) for p in notebooks if not p.is_file()]
+    if missing:
+        print(f"error: no such notebook: {', '.join(missing)}", file=sys.stderr)
+        return 2
     if not notebooks:
-        parser.error("no notebooks found")
-    if args.add_planned:
-        print("\n".join(add_planned(notebooks)) or "nothing to add")
-        return 0
+        print("error: no notebooks found", file=sys.stderr)
+        return 2
+    if args.check:
+        found = [f"{p.name}: {line}" for p in notebooks for line in problems(nbformat.read(p, as_version=4))]
+        print("\n".join(found) or f"{len(notebooks)} notebooks follow the exercise convention")
+        return 1 if found else 0
     out = args.out or config.repo_root() / "student_notebooks"
     try:
         counts = write_student_versions(notebooks, out)
