@@ -5,14 +5,18 @@
     python -m course_utils list
     python -m course_utils train mnist-ddpm [--epochs N] [--fast]
     python -m course_utils sample mnist-cfg --n 1000 --steps 20 --guidance 3 --out samples.npz
+    python -m course_utils sample mnist-fewstep --n 100 --steps 1 --out digits.png [--score]
     python -m course_utils train photo --data DIR --size 64 [--epochs N]   (see train photo --help)
     torchrun --nproc_per_node 4 -m course_utils train photo --size 256 --model full
     python -m course_utils figures [--fast] [--notebooks 01 03]      (re-run notebooks, save every figure)
     python -m course_utils student-version [--out student_notebooks/]  (exercise copies)
+    python -m course_utils grade PATH... [--checks-only] [--csv grades.csv]  (run and grade notebooks)
     python -m course_utils colab [--check]                           (Colab badges and set-up cells)
 
 ``sample`` writes an ``.npz`` with ``images`` (N, 28, 28) float32 in [0, 1] and ``labels`` (N,)
-(balanced class ids for class-conditional models, -1 for unconditional ones). Image i draws its
+(balanced class ids for class-conditional models, -1 for unconditional ones), or, for ``--out``
+ending in ``.png``, a grid of the images, each labelled with its digit (its index for an
+unconditional model). Image i draws its
 noise from its own seed (:class:`course_utils.noise.PerSample`), so ``--batch`` never changes a
 sample.
 
@@ -73,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="python -m course_utils",
         description=(
-            "Train or sample the course models. Instructors' tools: figures, student-version, colab (each has --help)."
+            "Train or sample the course models. "
+            "Instructors' tools: figures, student-version, grade, colab (each has --help)."
         ),
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=_seed, default=0, help=f"a whole number in 0..{MAX_SEED}")
     sample.add_argument("--batch", type=_positive_int, default=250, help="images per sampler call")
     sample.add_argument("--fast", action="store_true", help="use the fast-mode checkpoint")
-    sample.add_argument("--out", type=Path, default=Path("samples.npz"), help="the .npz file to write")
+    sample.add_argument(
+        "--out",
+        type=Path,
+        default=Path("samples.npz"),
+        help="the .npz file to write; a name ending in .png writes a labelled image grid instead",
+    )
     sample.add_argument("--no-progress", action="store_true")
     sample.add_argument(
         "--score",
@@ -125,8 +135,14 @@ def _check_sample(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             f"argument --guidance: {args.name} is unconditional, so guidance would change nothing "
             f"(leave it out; guided models: {guided})"
         )
+    w = pretrained.distilled_guidance(r)
+    if w is not None and args.guidance != 1.0:
+        parser.error(
+            f"argument --guidance: {args.name} has its teacher's guidance {w:g} distilled in and takes no other "
+            "(leave --guidance out)"
+        )
     if args.out.is_dir():
-        parser.error(f"argument --out: {args.out} is a folder; name the .npz file to write")
+        parser.error(f"argument --out: {args.out} is a folder; name the .npz or .png file to write")
     problem = _unwritable(args.out.parent)
     if problem:
         parser.error(f"argument --out: cannot write {args.out} ({problem})")
@@ -309,7 +325,43 @@ def train_photo_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-TOOLS = {"figures": "figures", "student-version": "student_version", "colab": "colab"}
+def write_png_grid(images: np.ndarray, tags: list[str], path: Path, *, title: str = "", columns: int = 10) -> Path:
+    """Write images (N, H, W) in [0, 1] as a PNG grid, each tile with its tag above it (atomically).
+
+    Drawn with matplotlib's Agg canvas directly, so it never changes the backend of a running notebook.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .files import atomic_path
+
+    n, h, w = images.shape
+    columns = min(columns, n)
+    rows = -(-n // columns)
+    scale, strip, head = 2, 14, 20 if title else 0  # pixels: each image drawn 2x, a strip for its tag
+    tile_h, tile_w = h * scale + strip, w * scale + 4
+    grid = np.ones((head + rows * tile_h, columns * tile_w), dtype=np.float32)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        top, left = head + r * tile_h + strip, c * tile_w + 2
+        grid[top : top + h * scale, left : left + w * scale] = np.kron(images[i], np.ones((scale, scale)))
+    dpi = 100
+    fig = Figure(figsize=(grid.shape[1] / dpi, grid.shape[0] / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    for i, tag in enumerate(tags):
+        r, c = divmod(i, columns)
+        ax.text(c * tile_w + tile_w / 2, head + r * tile_h + strip - 3, tag, ha="center", va="bottom", fontsize=8)
+    if title:
+        ax.text(grid.shape[1] / 2, head - 5, title, ha="center", va="bottom", fontsize=9)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    return path
+
+
+TOOLS = {"figures": "figures", "student-version": "student_version", "grade": "grading", "colab": "colab"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,15 +436,27 @@ def _run(argv: list[str]) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from .files import atomic_path
 
-    with atomic_path(args.out) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, images=images, labels=labels.numpy().astype(np.int64))
-    print(f"wrote {args.out}: images {images.shape} in [0, 1], labels {tuple(labels.shape)} ({config.device()})")
+    steps = args.steps or r.sample_steps
+    if args.out.suffix.lower() == ".png":
+        tags = [str(int(c)) for c in labels] if conditional else [f"#{i}" for i in range(args.n)]
+        write_png_grid(
+            images, tags, args.out, title=f"{args.name}, {steps} step{'s' if steps > 1 else ''}, seed {args.seed}"
+        )
+        tag = "its digit" if conditional else "its index"
+        print(f"wrote {args.out}: a grid of {args.n} images, each labelled with {tag}")
+    else:
+        with atomic_path(args.out) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, images=images, labels=labels.numpy().astype(np.int64))
+        print(f"wrote {args.out}: images {images.shape} in [0, 1], labels {tuple(labels.shape)} ({config.device()})")
     if args.score:
         from . import metrics
 
         report = metrics.digit_quality(torch.from_numpy(images)[:, None], labels if conditional else None, scale="unit")
-        print(f"{args.name}: {metrics.format_quality(report)}")
+        guided = conditional and pretrained.distilled_guidance(r) is None  # CFG: two network passes per step
+        nfe = steps * (2 if guided else 1)
+        plural = "s" if steps > 1 else ""
+        print(f"{args.name}: {metrics.format_quality(report)}  ({steps} step{plural}, NFE {nfe} per image)")
     return 0
 
 
