@@ -61,3 +61,22 @@ def test_find_notebooks_by_number_and_index_by_prefix(tmp_path):
     (out / "zz.png").write_bytes(b"png")
     text = figures.write_index(out, [], folder, fast=False).read_text()
     assert "| [02_old](02_old.png) | `02_b.ipynb` |" in text and "| [zz](zz.png) | `other` |" in text
+
+
+def test_the_readme_lists_exactly_the_figures_the_notebooks_save():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    saved = []
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":
+                names = re.findall(r'save_figure\(\s*"([0-9]{2}_[a-z0-9_]+)"', cell.source)
+                # each figure's name starts with the number of the notebook that saves it
+                assert all(n[:2] == path.name[:2] for n in names), f"{path.name} saves {names}"
+                saved += names
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Figures") : readme.index("## Interactive explorers")]
+    listed = re.findall(r"`([0-9]{2}_[a-z0-9_]+)`", section)
+    assert len(saved) > 40 and sorted(listed) == sorted(saved), set(listed) ^ set(saved)
