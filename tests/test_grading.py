@@ -245,6 +245,9 @@ def test_nbgrader_generates_the_assignment_from_a_shipped_notebook(tmp_path):
     env = dict(os.environ)
     scripts = [Path(nbgrader.__file__).parents[1] / "bin", Path(sys.executable).parent]  # alembic (a --target install)
     env["PATH"] = os.pathsep.join([*map(str, scripts), env.get("PATH", "")])
+    # the folder nbgrader was imported from, absolute: the command runs in tmp_path
+    site = str(Path(nbgrader.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (site, env.get("PYTHONPATH", "")) if p)
     run = subprocess.run(
         [sys.executable, "-m", "nbgrader", "generate_assignment", "ps1", "--force"],
         cwd=tmp_path,
