@@ -360,21 +360,15 @@ def train_student(
         progress=progress,
         recipe=dict(r.to_dict(), fast=fast),
     )
-    record = dict(
+    record = training.run_record(
+        result,
         name=name,
         fast=fast,
         recipe=r.to_dict(),
         data=f"{len(z)} pairs (z, label, x) from {r.extra['teacher']} at guidance {r.extra['guidance']}, "
         f"{r.extra['teacher_steps']} Euler steps",
-        epochs=result.epoch,
-        steps=result.step,
-        final_epoch_loss=result.epoch_losses[-1] if result.epoch_losses else None,
-        epoch_losses=result.epoch_losses,
-        epoch_seconds=[round(s, 1) for s in result.epoch_seconds],
-        train_seconds_total=round(sum(result.epoch_seconds), 1),
+        device=device,
         pair_seconds_this_call=round(pair_seconds, 1),
-        machine=checkpoints.machine_description(device),
-        losses=[round(v, 5) for v in result.losses],
     )
     checkpoints.export_weights(result.final_model, out, record, half=True)
     return result.final_model.eval()

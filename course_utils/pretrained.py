@@ -286,20 +286,14 @@ def train_recipe(
     )
     seconds = time.perf_counter() - started
     final = result.final_model
-    record = dict(
+    record = training.run_record(
+        result,
         name=name,
         fast=fast,
         recipe=r.to_dict(),
         data=f"MNIST train, {images.shape[0]} digits, pixels in [-1, 1]",
-        epochs=result.epoch,
-        steps=result.step,
-        final_epoch_loss=result.epoch_losses[-1] if result.epoch_losses else None,
-        epoch_losses=result.epoch_losses,
-        epoch_seconds=[round(s, 1) for s in result.epoch_seconds],
-        train_seconds_total=round(sum(result.epoch_seconds), 1),
+        device=device,
         this_call_seconds=round(seconds, 1),
-        machine=checkpoints.machine_description(device),
-        losses=[round(v, 5) for v in result.losses],
     )
     checkpoints.export_weights(final, out, record, half=True)
     return final.eval()

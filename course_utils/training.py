@@ -49,6 +49,26 @@ from .checkpoints import (  # noqa: F401
 )
 from .files import lock
 
+
+def run_record(result: TrainResult, *, name: str, fast: bool, recipe: dict, data: str, device, **extra) -> dict:
+    """The JSON record shipped beside a trained model: what, on which data, how long, on what machine."""
+    record = dict(
+        name=name,
+        fast=fast,
+        recipe=recipe,
+        data=data,
+        epochs=result.epoch,
+        steps=result.step,
+        final_epoch_loss=result.epoch_losses[-1] if result.epoch_losses else None,
+        epoch_losses=result.epoch_losses,
+        epoch_seconds=[round(s, 1) for s in result.epoch_seconds],
+        train_seconds_total=round(sum(result.epoch_seconds), 1),
+    )
+    record.update(extra)
+    record.update(machine=machine_description(device), losses=[round(v, 5) for v in result.losses])
+    return record
+
+
 # ---------------------------------------------------------------------------------------------
 # Which code a run was trained with
 
