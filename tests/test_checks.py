@@ -237,3 +237,14 @@ def test_checks_raise_under_nbgrader(monkeypatch):
     with pytest.raises(checks.ExerciseFailed, match="NOT DONE"):
         checks.check_cfg(_stub, verbose=False)
     assert checks.check_cfg(cfg, verbose=False)  # a pass raises nothing
+
+
+def test_switching_off_an_inherited_method_leaves_the_class_as_it_was():
+    from course_utils import schedules
+
+    assert "add_noise" not in vars(schedules.DiscreteSchedule)  # inherited from Schedule
+    with checks.course_hidden(["schedules.DiscreteSchedule.add_noise"]):
+        with pytest.raises(checks.CourseVersionHidden):
+            schedules.linear_schedule(10).add_noise(torch.zeros(1), 0.5, torch.zeros(1))
+    assert "add_noise" not in vars(schedules.DiscreteSchedule)
+    assert schedules.DiscreteSchedule.add_noise is schedules.Schedule.add_noise

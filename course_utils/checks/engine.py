@@ -220,9 +220,12 @@ def course_hidden(targets: Sequence[str], fn=None) -> Iterator[None]:
         originals = {}
         for target in targets:
             owner, attr = _resolve(target)
-            original = vars(owner)[attr] if attr in vars(owner) else getattr(owner, attr)
             originals[id(getattr(owner, attr))] = target
-            restore.append(lambda owner=owner, attr=attr, original=original: setattr(owner, attr, original))
+            if attr in vars(owner):
+                original = vars(owner)[attr]
+                restore.append(lambda owner=owner, attr=attr, original=original: setattr(owner, attr, original))
+            else:  # inherited (a subclass's method): remove the stand-in, and the base class's shows again
+                restore.append(lambda owner=owner, attr=attr: delattr(owner, attr))
             setattr(owner, attr, _stand_in(target))
         namespace = _student_globals(fn) if fn is not None else None
         if namespace is not None:
