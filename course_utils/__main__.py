@@ -7,6 +7,8 @@
     python -m course_utils sample mnist-cfg --n 1000 --steps 20 --guidance 3 --out samples.npz
     python -m course_utils sample mnist-fewstep --n 100 --steps 1 --out digits.png [--score]
     python -m course_utils train photo --data DIR --size 64 [--epochs N]   (see train photo --help)
+    python -m course_utils generate photo --like IMAGE [--only LIGHTING] --n 4 --out DIR   (256x256 photos)
+    python -m course_utils train photo-ae | photo-latent     (the latent photo model's autoencoder, its UNet)
     torchrun --nproc_per_node 4 -m course_utils train photo --size 256 --model full
     python -m course_utils figures [--fast] [--notebooks 01 03]      (re-run notebooks, save every figure)
     python -m course_utils student-version [--out student_notebooks/]  (exercise copies)
@@ -361,6 +363,187 @@ def write_png_grid(images: np.ndarray, tags: list[str], path: Path, *, title: st
     return path
 
 
+# ---------------------------------------------------------------------------------------------
+# generate photo: 256x256 photos from the 32 features (the latent photo model, course_utils.latent)
+
+MAX_PHOTOS = 1000  # images one generate command draws at most
+
+
+def build_generate_parser(prog: str = "python -m course_utils generate photo") -> argparse.ArgumentParser:
+    """The options of ``generate photo``; every value is checked before the model is loaded."""
+    p = _OneLineParser(
+        prog=prog,
+        description="Draw 256x256 photos with requested features (the latent photo model, DDIM with guidance). "
+        "Writes photo_NNN.png and features.json (requested and measured features) into --out.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--features",
+        type=Path,
+        help="a JSON file: a list of the 32 feature values in [0, 1], or {name: value, ...} "
+        "(features left out are set to the training photos' mean)",
+    )
+    src.add_argument("--like", type=Path, help="an image: ask for its 32 measured features")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="GROUP",
+        help="with --like: ask only for these groups or features (COLOR, LIGHTING, MATERIAL, SHAPE, TOPOLOGY "
+        "or feature names); the rest are set to the training mean",
+    )
+    p.add_argument("--n", type=_number(int, lambda v: 1 <= v <= MAX_PHOTOS, f"must be in 1..{MAX_PHOTOS}"), default=4)
+    p.add_argument("--seed", type=_seed, default=0, help=f"a whole number in 0..{MAX_SEED}; image i uses its own seed")
+    p.add_argument("--out", type=Path, required=True, help="folder to write the PNGs and features.json into")
+    p.add_argument("--guidance", type=_finite_float, default=2.0, help="classifier-free guidance scale (default 2)")
+    p.add_argument(
+        "--steps", type=_number(int, lambda v: 1 <= v <= 1000, "must be in 1..1000"), default=50, help="DDIM steps"
+    )
+    p.add_argument("--batch", type=_at_least_1, default=4, help="images per sampler call (never changes an image)")
+    p.add_argument("--model", default="photo-latent", help="latent model checkpoint (name or path)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _requested_features(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The request as ``(values (32,) with NaN where the training mean goes, description)``; every
+    problem is one ``parser.error`` line, before any model is loaded."""
+    import json
+
+    from . import data, features, photos
+    from .errors import CourseError
+
+    if args.only is not None and args.like is None:
+        parser.error("argument --only: only goes with --like (it picks which of the image's features to ask for)")
+    values = np.full(features.NUM_FEATURES, np.nan)
+    if args.like is not None:
+        try:
+            keep = photos.feature_names_of(args.only) if args.only is not None else list(features.FEATURE_NAMES)
+        except CourseError as err:
+            parser.error(f"argument --{err}")  # the message starts with "only:"
+        try:
+            measured = photos.features_of(data.load_image(args.like))
+        except (CourseError, OSError, ValueError) as err:
+            parser.error(f"argument --like: cannot read {args.like} as an image ({err})")
+        for name in keep:
+            values[features.index(name)] = float(measured[features.index(name)])
+        what = f"like {args.like}" + (f" (only {', '.join(args.only)})" if args.only else "")
+        return values, what
+    try:
+        raw = json.loads(args.features.read_text())
+    except OSError as err:
+        parser.error(f"argument --features: cannot read {args.features} ({err.strerror or err})")
+    except ValueError as err:
+        parser.error(f"argument --features: {args.features} is not valid JSON ({err})")
+    if isinstance(raw, dict):
+        unknown = [k for k in raw if k not in features.FEATURE_NAMES]
+        if unknown:
+            parser.error(
+                f"argument --features: unknown feature name(s) {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(features.FEATURE_NAMES)}"
+            )
+        items = list(raw.items())
+    elif isinstance(raw, list):
+        if len(raw) != features.NUM_FEATURES:
+            parser.error(
+                f"argument --features: a list needs all {features.NUM_FEATURES} values in the order of "
+                f"features.FEATURE_NAMES, got {len(raw)}"
+            )
+        items = list(zip(features.FEATURE_NAMES, raw))
+    else:
+        parser.error(
+            f"argument --features: expected a list of {features.NUM_FEATURES} numbers or a {{name: value}} object"
+        )
+    bad = []
+    for name, value in items:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or not 0.0 <= value <= 1.0:
+            bad.append(f"{name}={value!r}")
+        else:
+            values[features.index(name)] = float(value)
+    if bad:
+        parser.error(f"argument --features: each value must be a finite number in [0, 1]; got {', '.join(bad)}")
+    return values, f"features from {args.features}"
+
+
+def generate_photo_main(argv: list[str] | None = None) -> int:
+    """``generate photo``: check the request, load the latent model, draw ``--n`` 256x256 photos
+    with a progress bar, write them and the requested and measured features."""
+    import json
+
+    parser = build_generate_parser()
+    args = parser.parse_args(argv)
+    values, what = _requested_features(parser, args)
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"argument --out: {args.out} is a file; name a folder")
+    problem = _unwritable(args.out)
+    if problem:
+        parser.error(f"argument --out: cannot write into {args.out} ({problem})")
+    import torch
+    from tqdm.auto import tqdm
+
+    from . import features, latent, photos
+    from .files import atomic_write
+    from .noise import PerSample
+
+    try:
+        model, record = latent.load_latent_model(args.model)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    mean = model.cond_mean.detach().float().cpu().clamp(0, 1).numpy()
+    request = torch.from_numpy(np.where(np.isnan(values), mean, values).astype(np.float32))
+    args.out.mkdir(parents=True, exist_ok=True)
+    measured, names = [], []
+    with tqdm(total=args.n, desc="photos", unit="img", disable=args.no_progress) as bar:
+        for start in range(0, args.n, args.batch):
+            count = min(args.batch, args.n - start)
+            x = photos.generate(
+                model,
+                request,
+                n=count,
+                steps=args.steps,
+                guidance_scale=args.guidance,
+                generator=PerSample.from_seed(args.seed, count, start=start),
+            )
+            measured.append(features.extract_batch(x).cpu())
+            for j, img in enumerate(((x.cpu() + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()):
+                path = args.out / f"photo_{start + j:03d}.png"
+                atomic_write(path, _png_bytes(img))
+                names.append(path.name)
+            bar.update(count)
+    measured = torch.cat(measured)
+    report = dict(
+        request=what,
+        model=args.model,
+        autoencoder=record["recipe"]["extra"].get("autoencoder"),
+        seed=args.seed,
+        guidance=args.guidance,
+        steps=args.steps,
+        asked=[name for name, v in zip(features.FEATURE_NAMES, values) if not np.isnan(v)],
+        requested=dict(zip(features.FEATURE_NAMES, [round(float(v), 4) for v in request])),
+        images=[
+            dict(file=name, measured=dict(zip(features.FEATURE_NAMES, [round(float(v), 4) for v in row])))
+            for name, row in zip(names, measured)
+        ],
+    )
+    atomic_write(args.out / "features.json", json.dumps(report, indent=1))
+    asked = [features.index(n) for n in report["asked"]]
+    mae = float((measured[:, asked] - request[asked]).abs().mean()) if asked else float("nan")
+    print(f"wrote {args.n} 256x256 photos and features.json to {args.out} (mean |requested - measured| {mae:.3f})")
+    return 0
+
+
+def _png_bytes(img: np.ndarray) -> bytes:
+    """An RGB uint8 image (H, W, 3) encoded as PNG."""
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError("could not encode a PNG")
+    return encoded.tobytes()
+
+
 TOOLS = {"figures": "figures", "student-version": "student_version", "grade": "grading", "colab": "colab"}
 
 
@@ -382,6 +565,12 @@ def _run(argv: list[str]) -> int:
         return import_module(f"{__package__}.{TOOLS[argv[0]]}").main(argv[1:])
     if argv[:2] == ["train", "photo"]:  # the feature-conditioned photo model has its own options
         return train_photo_main(argv[2:])
+    if argv[:2] == ["generate", "photo"]:  # 256x256 photos from features: the latent photo model
+        return generate_photo_main(argv[2:])
+    if argv[:2] in (["train", "photo-ae"], ["train", "photo-latent"]):  # the latent model's two halves
+        from .latent import train_main
+
+        return train_main(argv[1], argv[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
     from . import config, data, pretrained

@@ -143,6 +143,10 @@ def generate(
     replaces the start noise (the first draw is still made, so the step noise stays the same):
     the same seed with other features shows what the features change.
 
+    A latent model (:class:`course_utils.latent.LatentDiffusion`, which carries an ``autoencoder``)
+    is sampled on its latents (B, C, 32, 32), without clipping x0, and the result is decoded to
+    (B, 3, 256, 256); ``noise`` then has the latent's shape.
+
     Every argument is checked before any compute (:class:`~course_utils.errors.BadRequest` names
     it): ``n`` >= 1, ``steps`` in 1..1000, ``guidance_scale`` finite, ``eta`` finite and >= 0,
     ``seed`` in 0..2**32 - 1, features finite in [0, 1].
@@ -159,6 +163,7 @@ def generate(
     if noise is not None and tuple(noise.shape) != shape:
         raise BadRequest(f"noise must have shape {shape}, got {tuple(noise.shape)}")
     device = next(model.parameters()).device
+    decoder = getattr(model, "autoencoder", None)  # a latent model: sample latents, then decode them
     start = randn(shape, generator)  # the first draw of each stream: the start noise
     if noise is not None:
         start = noise
@@ -173,9 +178,11 @@ def generate(
             eta=eta,
             cond=cond.to(device),
             generator=generator,
-            clip_x0=True,
+            clip_x0=decoder is None,  # pixels lie in [-1, 1]; standardised latents do not
             progress=progress,
         )
+        if decoder is not None:
+            x = torch.cat([decoder.decode(x[i : i + 16]) for i in range(0, B, 16)])
     finally:
         model.train(was_training)
     return x.clamp(-1.0, 1.0)

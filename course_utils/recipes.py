@@ -20,7 +20,7 @@ from . import schedules
 from .errors import BadRequest
 from .unet import UNetConfig
 
-OBJECTIVES = {"ddpm": "eps", "flow": "velocity", "classify": None}
+OBJECTIVES = {"ddpm": "eps", "flow": "velocity", "classify": None, "autoencode": None}
 
 
 @dataclass(frozen=True)
