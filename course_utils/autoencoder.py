@@ -35,7 +35,16 @@ from torch.nn import functional as F
 from .errors import BadRequest
 from .layers import group_norm
 
-__all__ = ["AEConfig", "Autoencoder", "pca_init", "kl_divergence", "ae_loss", "image_gradients", "measure_latent_stats"]
+__all__ = [
+    "AEConfig",
+    "Autoencoder",
+    "pca_of",
+    "pca_init",
+    "kl_divergence",
+    "ae_loss",
+    "image_gradients",
+    "measure_latent_stats",
+]
 
 
 @dataclass(frozen=True)
@@ -188,15 +197,28 @@ def pca_init(model: Autoencoder, images: Tensor, *, max_patches: int = 200_000, 
     if patches.shape[1] > max_patches:
         keep = torch.randperm(patches.shape[1], generator=torch.Generator().manual_seed(seed))[:max_patches]
         patches = patches[:, keep]
-    mean = patches.mean(1)
-    centred = patches - mean[:, None]
-    values, vectors = torch.linalg.eigh(centred @ centred.T / centred.shape[1])  # ascending
-    basis = vectors[:, -C:].flip(1)  # (P, C), largest first
+    mean, basis, share = pca_of(patches, C)
     model.enc_linear.weight.copy_(basis.T[:, :, None, None])
     model.enc_linear.bias.copy_(-(basis.T @ mean))
     model.dec_linear.weight.copy_(basis[:, :, None, None])
     model.dec_linear.bias.copy_(mean)
-    return (values.flip(0)[:C] / values.sum()).float()
+    return share
+
+
+def pca_of(patches: Tensor, C: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Principal components of the columns of ``patches`` (P, N): ``(mean (P,), basis (P, C),
+    variance share of each component (C,))``, the basis orthonormal, largest variance first.
+
+    The code of a patch p is ``basis.T @ (p - mean)``; its reconstruction ``mean + basis @ code``
+    has the smallest squared error of any C-number linear code."""
+    if patches.dim() != 2 or not 1 <= C <= patches.shape[0]:
+        raise BadRequest(f"need patches (P, N) and 1 <= C <= P, got {tuple(patches.shape)} and C = {C}")
+    patches = patches.double()
+    mean = patches.mean(1)
+    centred = patches - mean[:, None]
+    values, vectors = torch.linalg.eigh(centred @ centred.T / centred.shape[1])  # ascending
+    basis = vectors[:, -C:].flip(1)  # (P, C), largest first
+    return mean.float(), basis.float(), (values.flip(0)[:C] / values.sum()).float()
 
 
 def kl_divergence(mean: Tensor, logvar: Tensor) -> Tensor:
@@ -248,9 +270,3 @@ def measure_latent_stats(model: Autoencoder, images: Tensor, *, batch: int = 32)
     model.latent_shift.copy_(shift.float())
     model.latent_scale.copy_(scale.float())
     return shift.float(), scale.float()
-
-
-def psnr_of(x: Tensor, y: Tensor) -> Tensor:
-    """PSNR (dB) per image of images in [-1, 1] (peak-to-peak 2)."""
-    mse = (x - y).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    return 10.0 * torch.log10(4.0 / mse)

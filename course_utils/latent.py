@@ -319,14 +319,20 @@ class LatentDiffusion(nn.Module):
     ``model(x, t, cond)`` is the UNet on latents (B, C, 32, 32), so the course's samplers and
     guidance run on it unchanged; :func:`course_utils.photos.generate` sees ``autoencoder`` and
     decodes what it sampled, so every photo function (``generate_like``, ``feature_sweep``,
-    ``measure_fidelity``, the explorer) draws 256x256 photos from it."""
+    ``measure_fidelity``, the explorer) draws 256x256 photos from it.
 
-    def __init__(self, unet: nn.Module, autoencoder: Autoencoder):
+    ``x0_clip``: the sampler clips its estimate of the clean latent to [-x0_clip, x0_clip] at every
+    step, as pixel models clip to [-1, 1]. On the cosine schedule alpha is nearly 0 at t = 1, so the
+    first steps divide the network's small errors by a tiny alpha; without a bound the latents blow
+    up (to a standard deviation in the thousands), with one they stay near the data's scale."""
+
+    def __init__(self, unet: nn.Module, autoencoder: Autoencoder, *, x0_clip: float = 4.0):
         super().__init__()
         self.unet = unet
         self.autoencoder = autoencoder.eval().requires_grad_(False)
         self.cfg = unet.cfg
         self.prediction = getattr(unet, "prediction", "eps")
+        self.x0_clip = float(x0_clip)  # DDIM clips x0_hat to [-x0_clip, x0_clip] (see X0_CLIP)
 
     def forward(self, x: Tensor, t: Tensor, cond=None) -> Tensor:
         return self.unet(x, t, cond)
@@ -436,16 +442,17 @@ def load_latent_model(
             f"but {ae_path.name} has {str(ae_record.get('sha256'))[:12]}...: retrain the latent model "
             "(python -m course_utils train photo-latent) or use the autoencoder it was trained with"
         )
-    return LatentDiffusion(unet, ae).eval(), record
+    return LatentDiffusion(unet, ae, x0_clip=extra.get("x0_clip", X0_CLIP)).eval(), record
 
 
 # ---------------------------------------------------------------------------------------------
 # The shipped pair: built by one command each (python -m course_utils train photo-ae | photo-latent)
 
+X0_CLIP = 4.0  # the shipped latent model's bound on x0_hat (LatentDiffusion), chosen by measurement
 AE_CONFIG = AEConfig(latent_channels=8)  # the shipped autoencoder's layout
 AE_SETTINGS = dict(epochs=8)  # and its training settings beyond AE_DEFAULTS
 VARIANTS = 4  # cached variants per training photo: as is, flipped, two colour jitters
-LATENT_SETTINGS = dict(epochs=5)  # the latent UNet's settings beyond LATENT_DEFAULTS
+LATENT_SETTINGS = dict(epochs=8)  # the latent UNet's settings beyond LATENT_DEFAULTS
 LATENT_WIDTH = 48  # the latent UNet's first-level channels (32: 1.6M parameters, 48: 3.7M)
 
 
@@ -590,6 +597,7 @@ def build_latent_model(
     seconds = sum(result.epoch_seconds)
     machine = checkpoints.machine_description("cpu")
     recipe = recipe.replace(
+        extra=dict(recipe.extra, x0_clip=X0_CLIP),
         trained=f"{result.epoch} epochs over {len(cache)} cached latents ({VARIANTS} variants of {len(train_idx)} "
         f"photos, cached in {cache_seconds:.0f} s), {result.step} steps, {seconds:.0f} s of training on {machine}"
     )

@@ -144,7 +144,7 @@ def generate(
     the same seed with other features shows what the features change.
 
     A latent model (:class:`course_utils.latent.LatentDiffusion`, which carries an ``autoencoder``)
-    is sampled on its latents (B, C, 32, 32), without clipping x0, and the result is decoded to
+    is sampled on its latents (B, C, 32, 32), x0 clipped to its own bound, and the result decoded to
     (B, 3, 256, 256); ``noise`` then has the latent's shape.
 
     Every argument is checked before any compute (:class:`~course_utils.errors.BadRequest` names
@@ -178,7 +178,7 @@ def generate(
             eta=eta,
             cond=cond.to(device),
             generator=generator,
-            clip_x0=decoder is None,  # pixels lie in [-1, 1]; standardised latents do not
+            clip_x0=True if decoder is None else model.x0_clip,  # pixels: [-1, 1]; latents: the model's bound
             progress=progress,
         )
         if decoder is not None:

@@ -102,13 +102,14 @@ def denoise(
     cond=None,
     *,
     default: str = "eps",
-    clip_x0: bool = False,
+    clip_x0: bool | float = False,
 ) -> tuple[Tensor, Tensor]:
     """One model call at (x_t, t): ``(x0_hat, eps_hat)`` whatever the model predicts.
 
     A converted model (:func:`convert`) is unwrapped to the model it came from, so e.g. a velocity
     model wrapped as an epsilon model still gives a finite x0_hat at t = 1 on the flow path, where
-    x0 = (x - sigma eps) / alpha would be 0 / 0. With ``clip_x0`` x0_hat is clipped to [-1, 1] and
+    x0 = (x - sigma eps) / alpha would be 0 / 0. With ``clip_x0`` x0_hat is clipped to [-1, 1] (or
+    to [-c, c] for a number ``clip_x0 = c``, for data such as latents that are not pixels) and
     eps_hat recomputed from it, so the two stay consistent.
     """
     source = getattr(model_fn, "converted_from", None)
@@ -119,7 +120,8 @@ def denoise(
     x0_hat, eps_hat = estimates(model_fn(x, t, cond), kind, x, t, schedule)
     if clip_x0:
         alpha, sigma = _coefs(schedule, t, x)
-        x0_hat = x0_hat.clamp(-1.0, 1.0)
+        bound = 1.0 if clip_x0 is True else float(clip_x0)
+        x0_hat = x0_hat.clamp(-bound, bound)
         eps_hat = targets.eps_from_x0(x, x0_hat, alpha, sigma)
     return x0_hat, eps_hat
 

@@ -165,10 +165,10 @@ def _walk(
 
 
 def predict_x0(
-    model_fn: ModelFn, x: Tensor, t: float, schedule: Schedule, *, cond=None, clip_x0: bool = False
+    model_fn: ModelFn, x: Tensor, t: float, schedule: Schedule, *, cond=None, clip_x0: bool | float = False
 ) -> tuple[Tensor, Tensor]:
     """One model call at time t: ``(x0_hat, eps_hat)`` (:func:`predictions.denoise`; an epsilon
-    model unless the model records another kind). With ``clip_x0`` x0_hat is clipped to [-1, 1]
+    model unless the model records another kind). With ``clip_x0`` x0_hat is clipped to [-1, 1] (a number c: to [-c, c])
     and eps_hat recomputed from it, so the two stay consistent."""
     return predictions.denoise(model_fn, x, _time(t, x), schedule, cond, clip_x0=clip_x0)
 
@@ -188,7 +188,7 @@ def ddpm_step(
     *,
     cond=None,
     generator: Generator | None = None,
-    clip_x0: bool = False,
+    clip_x0: bool | float = False,
 ) -> Tensor:
     """One ancestral step x_t -> x_s: a draw from the posterior q(x_s | x_t, x0 = x0_hat).
 
@@ -218,7 +218,7 @@ def ddpm(
     generator: Generator | None = None,
     return_trajectory: bool = False,
     progress: bool = False,
-    clip_x0: bool = False,
+    clip_x0: bool | float = False,
 ):
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) over the grid ``ts`` with an epsilon model."""
 
@@ -239,7 +239,7 @@ def ddim_step(
     cond=None,
     eta: float = 0.0,
     generator: Generator | None = None,
-    clip_x0: bool = False,
+    clip_x0: bool | float = False,
 ) -> Tensor:
     """One DDIM step x_t -> x_s (Song et al. 2021, eq. 12):
 
@@ -269,7 +269,7 @@ def ddim(
     generator: Generator | None = None,
     return_trajectory: bool = False,
     progress: bool = False,
-    clip_x0: bool = False,
+    clip_x0: bool | float = False,
 ):
     """DDIM sampling (Song et al. 2021) over ``ts`` with an epsilon model; ``eta`` in [0, 1]."""
     check_scale(eta, "eta", minimum=0.0)

@@ -17,13 +17,23 @@ def _shipped():
 
 def test_every_shipped_checkpoint_has_a_record_with_its_hash_and_recipe():
     files = _shipped()
-    assert {p.stem for p in files} >= {"mnist-ddpm", "mnist-fm", "mnist-cfg", "mnist-classifier", "photo-32"}
+    assert {p.stem for p in files} >= {
+        "mnist-ddpm",
+        "mnist-fm",
+        "mnist-cfg",
+        "mnist-classifier",
+        "photo-32",
+        "photo-ae",
+    }
     assert not list(SHIPPED.glob("*.sha256")), "one format: no sidecar hash files"
     for path in files:
         record = checkpoints.read_record(path)
         assert record["sha256"] == sha256_file(path), path.name
         recipe = Recipe.from_dict(record["recipe"])
-        assert recipe.to_dict()["prediction"] == {"ddpm": "eps", "flow": "velocity", "classify": None}[recipe.objective]
+        assert (
+            recipe.to_dict()["prediction"]
+            == {"ddpm": "eps", "flow": "velocity", "classify": None, "autoencode": None}[recipe.objective]
+        )
         tensors, _ = checkpoints.load_checkpoint(path)
         assert tensors and all(k.startswith("model.") for k in tensors), path.name
 

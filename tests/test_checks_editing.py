@@ -412,3 +412,57 @@ def test_course_versions_run_like_the_course():
         torch.Generator().manual_seed(0),
     )
     assert out.shape == (1, 1, 4, 4)
+
+
+# -- notebook 10: the PCA code of patches --------------------------------------------------------------
+
+
+def make_pca_code(*, smallest=False, uncentred=False, mean_over_rows=False, unnormalised=False):
+    def pca_code(patches, C):
+        mean = patches.mean(0 if mean_over_rows else 1)
+        centred = patches if uncentred else patches - patches.mean(1, keepdim=True)
+        values, vectors = torch.linalg.eigh(centred @ centred.T / centred.shape[1])
+        basis = vectors[:, :C] if smallest else vectors[:, -C:]
+        if unnormalised:
+            basis = basis * values[-C:].sqrt()
+        return mean, basis
+
+    return pca_code
+
+
+def test_pca_code_passes_solution_in_any_column_order_and_sign():
+    assert checks.check_pca_code(make_pca_code(), verbose=False).passed
+
+    def flipped(patches, C):
+        mean, basis = make_pca_code()(patches, C)
+        return mean, -basis.flip(1)
+
+    assert checks.check_pca_code(flipped, verbose=False).passed
+
+
+@pytest.mark.parametrize(
+    "wrong, says",
+    [
+        (dict(smallest=True), "other directions"),
+        (dict(uncentred=True), "other directions"),
+        (dict(mean_over_rows=True), "mean: expected shape"),
+        (dict(unnormalised=True), "not orthonormal"),
+    ],
+)
+def test_pca_code_fails_wrong_answers(wrong, says):
+    result = checks.check_pca_code(make_pca_code(**wrong), verbose=False)
+    assert not result.passed and says in result.message and "LARGEST" in result.message
+
+
+def test_pca_code_not_done_and_course_hidden():
+    assert checks.check_pca_code(_stub, verbose=False).status == "not done"
+    assert checks.check_pca_code(course_version("pca_code"), verbose=False).status == "not done"
+
+    def calls_the_course(patches, C):
+        from course_utils import autoencoder
+
+        mean, basis, _ = autoencoder.pca_of(patches, C)
+        return mean, basis
+
+    result = checks.check_pca_code(calls_the_course, verbose=False)
+    assert not result.passed and "switched off" in result.message

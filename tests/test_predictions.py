@@ -89,3 +89,23 @@ def test_course_models_record_what_they_predict():
     assert predictions.prediction_of(pretrained.load("mnist-fm", device="cpu")) == "velocity"
     with pytest.raises(BadRequest, match="predicts 'eps'"):
         samplers.euler(model, torch.randn(1, 1, 28, 28), schedules.time_grid(2))
+
+
+def test_denoise_clips_x0_to_one_or_to_a_given_bound_and_keeps_eps_consistent():
+    from course_utils import schedules, targets
+
+    schedule = schedules.cosine_schedule(1000)
+    x = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(0)) * 5
+    t = torch.full((3,), 0.999)  # alpha nearly 0: x0 = (x - sigma eps) / alpha is huge
+
+    def model(x, t, cond=None):
+        return torch.zeros_like(x)  # eps_hat = 0: x0_hat = x / alpha
+
+    model = predictions.with_prediction(model, "eps")
+    free, _ = predictions.denoise(model, x, t, schedule)
+    assert free.abs().max() > 100
+    for clip, bound in ((True, 1.0), (2.5, 2.5)):
+        x0, eps = predictions.denoise(model, x, t, schedule, clip_x0=clip)
+        assert x0.abs().max() <= bound and x0.abs().max() == pytest.approx(bound)
+        alpha, sigma = schedule.alpha(t).view(-1, 1, 1, 1), schedule.sigma(t).view(-1, 1, 1, 1)
+        torch.testing.assert_close(eps, targets.eps_from_x0(x, x0, alpha, sigma))

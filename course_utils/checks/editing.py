@@ -21,6 +21,7 @@ check_hybrid           (model, cond_low, cond_high, sigma, ksize)  08        ``e
                        -> model_fn
 check_temperature      (rgb) -> float                              09        ``features.extract_features``
 check_high_sat_ratio   (rgb) -> float                              09        ``features.extract_features``
+check_pca_code         (patches, C) -> (mean, basis)               10        ``autoencoder.pca_of``
 check_resblock         (block, x, emb) -> out                      11        ``layers.ResBlock.forward``
 =====================  ==========================================  ========  ==============================
 """
@@ -58,6 +59,7 @@ __all__ = [
     "check_hybrid",
     "check_temperature",
     "check_high_sat_ratio",
+    "check_pca_code",
     "check_resblock",
 ]
 
@@ -501,6 +503,65 @@ def _random_block(seed: int, c_in: int, c_out: int, emb_dim: int, groups: int):
     return block
 
 
+# ---------------------------------------------------------------------------------------------
+# Notebook 10: the best linear code of the patches
+
+
+def _patches_with_structure(seed: int, P: int, N: int) -> Tensor:
+    """(P, N) columns with a mean away from zero and variances that fall off clearly per direction."""
+    g = _seeded(300 + seed)
+    q, _ = torch.linalg.qr(torch.randn(P, P, generator=g, dtype=torch.float64))
+    scales = 2.0 ** -torch.arange(P, dtype=torch.float64)  # distinct variances: a unique answer
+    codes = torch.randn(P, N, generator=g, dtype=torch.float64) * scales[:, None]
+    mean = torch.linspace(-0.5, 0.8, P, dtype=torch.float64)[:, None]
+    return (q @ codes + mean).float()
+
+
+def _compare_pca(expected, got) -> str | None:
+    mean, projection = expected
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        return "expected a pair (mean, basis)"
+    got_mean, basis = (torch.as_tensor(v, dtype=torch.float32) for v in got)
+    if got_mean.shape != mean.shape:
+        return f"mean: expected shape {tuple(mean.shape)}, got {tuple(got_mean.shape)} (one value per row of patches)"
+    if basis.dim() != 2 or basis.shape[0] != mean.shape[0]:
+        return f"basis: expected shape (P, C) = ({mean.shape[0]}, C), got {tuple(basis.shape)}"
+    if not torch.allclose(got_mean, mean, atol=1e-4):
+        return f"mean differs by up to {(got_mean - mean).abs().max():.3g}"
+    gram = basis.T @ basis
+    if not torch.allclose(gram, torch.eye(basis.shape[1]), atol=1e-3):
+        off = (gram - torch.eye(basis.shape[1])).abs().max()
+        return f"the basis columns are not orthonormal (basis.T @ basis differs from I by {off:.3g})"
+    got_projection = basis @ basis.T
+    if not torch.allclose(got_projection, projection, atol=1e-3):
+        return (
+            "the basis spans other directions than the top principal components "
+            f"(projection differs by up to {(got_projection - projection).abs().max():.3g})"
+        )
+    return None
+
+
+def check_pca_code(fn: Callable, *, verbose: bool = True) -> CheckResult:
+    """``fn(patches (P, N), C) -> (mean (P,), basis (P, C))``: the mean of the columns and the C
+    principal directions (orthonormal columns, the largest variances). Compared up to the sign and
+    order of the columns: through the projection ``basis @ basis.T``, which PCA fixes uniquely here."""
+    from ..autoencoder import pca_of
+
+    cases = []
+    for seed, (P, N, C) in enumerate(((6, 400, 2), (12, 800, 3), (9, 300, 1), (8, 500, 5))):
+        patches = _patches_with_structure(seed, P, N)
+        mean, basis, _ = pca_of(patches, C)
+        about = f"patches ({P}, {N}), C = {C}, seed {seed}"
+        cases.append(Case(about, (patches, C), (mean, basis @ basis.T)))
+    hint = (
+        "centre each row first (mean over the N columns, dim 1), take the P x P covariance "
+        "centred @ centred.T / N, and keep the eigenvectors of its C LARGEST eigenvalues: torch.linalg.eigh "
+        "returns them in ascending order, so they are the last C columns"
+    )
+    hide = ("autoencoder.pca_of", "autoencoder.pca_init")
+    return run_cases("PCA code of patches", fn, cases, compare=_compare_pca, hint=hint, hide=hide, verbose=verbose)
+
+
 def check_resblock(fn: Callable, *, verbose: bool = True) -> CheckResult:
     """``fn(block, x, emb) -> out``: the forward pass of ``layers.ResBlock`` written with its layers.
 
@@ -586,6 +647,14 @@ def _high_sat_ratio(rgb):
     v = rgb.max(axis=-1)
     s = np.where(v > 0, (v - rgb.min(axis=-1)) / np.maximum(v, 1e-12), 0.0)
     return float(np.mean((s > 0.5) & (v > 0.2)))
+
+
+@register_course_version("pca_code")
+def _pca_code(patches, C):
+    from ..autoencoder import pca_of
+
+    mean, basis, _ = pca_of(patches, C)
+    return mean, basis
 
 
 @register_course_version("resblock_forward")
