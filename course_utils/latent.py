@@ -33,6 +33,7 @@ from .recipes import Recipe
 
 HELD_OUT = 0.1  # share of the photos kept out of every training run
 SPLIT_SEED = 0
+X0_CLIP = 3.0  # the latent model's bound on x0_hat (LatentDiffusion): benchmarks/latent_photo_eval.py --clip-sweep
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,7 +327,7 @@ class LatentDiffusion(nn.Module):
     first steps divide the network's small errors by a tiny alpha; without a bound the latents blow
     up (to a standard deviation in the thousands), with one they stay near the data's scale."""
 
-    def __init__(self, unet: nn.Module, autoencoder: Autoencoder, *, x0_clip: float = 4.0):
+    def __init__(self, unet: nn.Module, autoencoder: Autoencoder, *, x0_clip: float = X0_CLIP):
         super().__init__()
         self.unet = unet
         self.autoencoder = autoencoder.eval().requires_grad_(False)
@@ -448,7 +449,6 @@ def load_latent_model(
 # ---------------------------------------------------------------------------------------------
 # The shipped pair: built by one command each (python -m course_utils train photo-ae | photo-latent)
 
-X0_CLIP = 4.0  # the shipped latent model's bound on x0_hat (LatentDiffusion), chosen by measurement
 AE_CONFIG = AEConfig(latent_channels=8)  # the shipped autoencoder's layout
 AE_SETTINGS = dict(epochs=8)  # and its training settings beyond AE_DEFAULTS
 VARIANTS = 4  # cached variants per training photo: as is, flipped, two colour jitters
@@ -599,7 +599,7 @@ def build_latent_model(
     recipe = recipe.replace(
         extra=dict(recipe.extra, x0_clip=X0_CLIP),
         trained=f"{result.epoch} epochs over {len(cache)} cached latents ({VARIANTS} variants of {len(train_idx)} "
-        f"photos, cached in {cache_seconds:.0f} s), {result.step} steps, {seconds:.0f} s of training on {machine}"
+        f"photos, cached in {cache_seconds:.0f} s), {result.step} steps, {seconds:.0f} s of training on {machine}",
     )
     record = dict(
         model_config=unet.cfg.to_dict(),

@@ -1,0 +1,140 @@
+"""The capstone's measurement protocol, at 256 px on decoded images (fixed before training):
+
+256 held-out requests (the features of held-out photos, chosen with seed 0), one image each, DDIM 50,
+guidance w = 2, image i drawn from its own seed. Group correlation = the mean over the group's
+features of the Pearson correlation across images between requested and measured values. The
+shipped 32 px pixel model (photo-32) is measured the same way after bicubic upsampling to 256 px.
+Realism: the Frechet distance between the 32-feature vectors of the generated images and of all
+held-out photos; the floor is 256 training photos against the same held-out photos.
+
+    python benchmarks/latent_photo_eval.py [--n 256] [--out benchmarks/results/latent_photo_eval.json]
+    python benchmarks/latent_photo_eval.py --clip-sweep 2,3,4,6,8 --n 64 --out benchmarks/results/latent_clip_sweep.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from course_utils import features, latent, metrics, photo_data, photos
+from course_utils.noise import PerSample
+
+
+def draw(model, requested: torch.Tensor, *, upsample_to: int | None, batch: int, seed: int, steps: int, w: float):
+    out = []
+    for start in range(0, requested.shape[0], batch):
+        part = requested[start : start + batch]
+        x = photos.generate(
+            model, part, steps=steps, guidance_scale=w, generator=PerSample.from_seed(seed, part.shape[0], start=start)
+        )
+        if upsample_to and x.shape[-1] != upsample_to:
+            x = F.interpolate(x, size=(upsample_to, upsample_to), mode="bicubic", align_corners=False).clamp(-1, 1)
+        out.append(x)
+        print(f"  {start + part.shape[0]}/{requested.shape[0]}", end="\r", flush=True)
+    return torch.cat(out)
+
+
+def seconds_per_image(model, feats, *, threads: int, steps: int, w: float, repeats: int = 3) -> float:
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        photos.generate(model, feats[:1], steps=steps, guidance_scale=w, seed=0)  # warm-up
+        times = []
+        for i in range(repeats):
+            started = time.perf_counter()
+            photos.generate(model, feats[i : i + 1], steps=steps, guidance_scale=w, seed=i)
+            times.append(time.perf_counter() - started)
+        return sorted(times)[len(times) // 2]
+    finally:
+        torch.set_num_threads(old)
+
+
+def clip_sweep(model, ps, train_idx, bounds, *, n: int, steps: int, w: float) -> dict:
+    """Choose the x0 bound on TRAINING photos' requests (the held-out ones stay for the protocol):
+    feature error, correlation and feature-space FD against the other training photos, per bound."""
+    pick = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(2))]
+    requested, others = ps.features[pick[:n]], ps.features[pick[n:]].numpy()
+    out = {}
+    for bound in bounds:
+        model.x0_clip = bound
+        images = draw(model, requested, upsample_to=None, batch=16, seed=0, steps=steps, w=w)
+        measured = features.extract_batch(images)
+        s = photos.feature_fidelity(requested, measured)["ALL"]
+        out[str(bound)] = dict(
+            mae=round(s["mae"], 4),
+            corr=round(s["corr"], 4),
+            fd=round(metrics.frechet_distance(measured.numpy(), others), 4),
+        )
+        print(f"\nx0 bound {bound}: {out[str(bound)]}")
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", type=int, default=256)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--model", default="photo-latent")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/latent_photo_eval.json"))
+    p.add_argument(
+        "--clip-sweep", default=None, help="comma-separated x0 bounds to compare on training requests, then stop"
+    )
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    ps = photo_data.load_photos(size=256, progress=False)
+    train_idx, held_idx = latent.split_indices(ps.paths, ps.folder)
+    pick = held_idx[torch.randperm(len(held_idx), generator=torch.Generator().manual_seed(0))[: args.n]]
+    requested = ps.features[pick]
+    if args.clip_sweep:
+        model, _ = latent.load_latent_model(args.model, device=torch.device("cpu"))
+        bounds = [float(b) for b in args.clip_sweep.split(",")]
+        sweep = clip_sweep(model, ps, train_idx, bounds, n=args.n, steps=args.steps, w=args.guidance)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            json.dumps(dict(n=args.n, steps=args.steps, guidance=args.guidance, bounds=sweep), indent=1)
+        )
+        return
+    real_held = ps.features[held_idx].numpy()
+    floor_rows = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(1))[: args.n]]
+    result = dict(
+        protocol=dict(n=int(pick.numel()), steps=args.steps, guidance=args.guidance, seed=0, held_out=len(held_idx)),
+        fd_floor_real_vs_real=round(metrics.frechet_distance(ps.features[floor_rows].numpy(), real_held), 4),
+    )
+    models = {}
+    model, _ = latent.load_latent_model(args.model, device=torch.device("cpu"))
+    models["latent (256 px)"] = (model, None)
+    p32, _ = photos.load_photo_model("photo-32.safetensors", device=torch.device("cpu"))
+    models["photo-32 upsampled to 256"] = (p32, 256)
+    for name, (m, up) in models.items():
+        started = time.perf_counter()
+        images = draw(m, requested, upsample_to=up, batch=16, seed=0, steps=args.steps, w=args.guidance)
+        seconds = time.perf_counter() - started
+        measured = features.extract_batch(images)
+        scores = photos.feature_fidelity(requested, measured)
+        result[name] = dict(
+            fidelity={g: {k: round(v, 4) for k, v in s.items()} for g, s in scores.items()},
+            fd_vs_held_out=round(metrics.frechet_distance(measured.numpy(), real_held), 4),
+            seconds_for_all=round(seconds, 1),
+        )
+        fd, floor = result[name]["fd_vs_held_out"], result["fd_floor_real_vs_real"]
+        print(f"\n{name}: FD {fd:.3f} (floor {floor:.3f}), {seconds:.0f} s")
+        print(photos.format_fidelity(scores))
+    result["latent seconds per 256px image, batch 1"] = {
+        f"{t} thread{'s' if t > 1 else ''}": round(
+            seconds_per_image(model, requested, threads=t, steps=args.steps, w=args.guidance), 2
+        )
+        for t in (2, 1)
+    }
+    print(result["latent seconds per 256px image, batch 1"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
