@@ -576,7 +576,7 @@ def build_latent_model(
     ``run_dir``) and export it (float16) with its record, which names the autoencoder's SHA-256."""
     import time
 
-    from . import checkpoints, config
+    from . import checkpoints, config, photos
 
     ae, ae_record = load_autoencoder(autoencoder, device=torch.device("cpu"))
     ps, train_idx, held_idx = _photos_and_split(progress)
@@ -601,17 +601,8 @@ def build_latent_model(
         trained=f"{result.epoch} epochs over {len(cache)} cached latents ({VARIANTS} variants of {len(train_idx)} "
         f"photos, cached in {cache_seconds:.0f} s), {result.step} steps, {seconds:.0f} s of training on {machine}",
     )
-    record = dict(
-        model_config=unet.cfg.to_dict(),
-        recipe=recipe.to_dict(),
-        epochs=result.epoch,
-        steps=result.step,
-        epoch_losses=result.epoch_losses,
-        epoch_seconds=[round(s, 1) for s in result.epoch_seconds],
-        machine=machine,
-    )
     out = Path(out) if out is not None else config.checkpoint_dir() / "photo-latent.safetensors"
-    return checkpoints.export_weights(unet, out, record)
+    return photos.export(unet, out, result, recipe)  # the photo model's record: config, recipe, losses, machine
 
 
 def train_main(name: str, argv: list[str] | None = None) -> int:

@@ -216,3 +216,28 @@ def test_train_command_refuses_an_unwritable_place_before_any_work(tmp_path, cap
     with pytest.raises(SystemExit) as stop:
         latent.train_main("photo-ae", ["--out", str(blocker / "x.safetensors")])
     assert stop.value.code == 2 and "cannot write there" in capsys.readouterr().err
+
+
+def test_the_two_build_commands_export_records_that_load_together(tmp_path, monkeypatch, tmp_course_dirs):
+    from course_utils import checkpoints, photo_data
+
+    imgs = synthetic_photos(12, 32)
+    feats = features.extract_batch(imgs.float() / 127.5 - 1)
+    fake = photo_data.PhotoSet(imgs, feats, [Path(f"p{i}.jpg") for i in range(12)], [], Path("."))
+    monkeypatch.setattr(latent, "_photos_and_split", lambda progress: (fake, torch.arange(10), torch.arange(10, 12)))
+    monkeypatch.setattr(latent, "AE_CONFIG", TINY_AE)
+    monkeypatch.setattr(latent, "AE_SETTINGS", dict(epochs=1, batch_size=4, crop=16))
+    monkeypatch.setattr(latent, "LATENT_SETTINGS", dict(epochs=1, batch_size=8))
+    monkeypatch.setattr(latent, "LATENT_WIDTH", 8)
+    ae_path = latent.build_autoencoder(out=tmp_path / "photo-ae.safetensors", run_dir=tmp_path / "ae", progress=False)
+    record = checkpoints.read_record(ae_path)
+    assert record["split"] == dict(fraction=0.1, seed=0, train=10, held_out=2)
+    assert record["scores"]["photos"] == 2 and "s of training on" in record["recipe"]["trained"]
+    lat_path = latent.build_latent_model(
+        out=tmp_path / "photo-latent.safetensors", run_dir=tmp_path / "lat", autoencoder=ae_path, progress=False
+    )
+    model, lat_record = latent.load_latent_model(lat_path, autoencoder=ae_path)
+    extra = lat_record["recipe"]["extra"]
+    assert extra["autoencoder_sha256"] == record["sha256"] and extra["x0_clip"] == latent.X0_CLIP
+    assert extra["latents"] == 10 * latent.VARIANTS and model.x0_clip == latent.X0_CLIP
+    assert photos.generate(model, feats[:1], steps=2).shape == (1, 3, 32, 32)
