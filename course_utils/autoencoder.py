@@ -159,13 +159,17 @@ class Autoencoder(nn.Module):
         x = self.shuffle(self.dec_linear(z) + self.decoder(z))
         return x + self.refine(x) if self.refine is not None else x
 
+    def _raw_latent(self, x: Tensor, sample: bool, generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
+        """``(z, mean, logvar)``: z is the mean of q(z | x), or with ``sample`` a draw mean + sigma * noise."""
+        mean, logvar = self.moments(x)
+        if not sample:
+            return mean, mean, logvar
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + torch.exp(0.5 * logvar) * noise, mean, logvar
+
     def encode(self, x: Tensor, *, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:
         """Images in [-1, 1] -> standardised latents (the mean of q(z | x), or a draw with ``sample``)."""
-        mean, logvar = self.moments(x)
-        z = mean
-        if sample:
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-            z = mean + torch.exp(0.5 * logvar) * noise
+        z, _, _ = self._raw_latent(x, sample, generator)
         return (z - self.latent_shift[:, None, None]) / self.latent_scale[:, None, None]
 
     def decode(self, z: Tensor) -> Tensor:
@@ -177,11 +181,7 @@ class Autoencoder(nn.Module):
 
     def forward(self, x: Tensor, *, sample: bool = True, generator: torch.Generator | None = None):
         """Training pass: ``(reconstruction, mean, logvar)`` with z drawn from q(z | x) when ``sample``."""
-        mean, logvar = self.moments(x)
-        z = mean
-        if sample:
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-            z = mean + torch.exp(0.5 * logvar) * noise
+        z, mean, logvar = self._raw_latent(x, sample, generator)
         return self.decode_raw(z), mean, logvar
 
 

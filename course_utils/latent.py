@@ -6,9 +6,14 @@ and the feature-conditioned model that runs on latents and draws 256x256 photos.
     ps = photo_data.load_photos(size=256)               # 256 px crops and their 32 features
     train_idx, held_idx = split_indices(ps.paths, ps.folder)   # 90% / 10%, fixed by a seed
     ae, _ = train_autoencoder(ps.images[train_idx], run_dir="runs/ae")
-    cache = latent_cache(ae, ps, train_idx)             # latents of a few augmented variants, each with its features
-    model, _ = train_latent_model(cache, run_dir="runs/latent")
-    images = generate(model, ae, ps.features[held_idx[:4]], seed=0)   # (4, 3, 256, 256) in [-1, 1]
+    measure_latent_stats(ae, ps.images[train_idx])       # the per-channel standardisation of the latent
+    cache = latent_cache(ae, ps.images[train_idx])       # latents of a few augmented variants, each with its features
+    unet, _, recipe = train_latent_model(cache, run_dir="runs/latent")
+    model = LatentDiffusion(unet, ae)
+    images = photos.generate(model, ps.features[held_idx[:4]], seed=0)   # (4, 3, 256, 256) in [-1, 1]
+
+The shipped pair is ``load_latent_model("photo-latent")``; ``build_autoencoder`` and
+``build_latent_model`` (``python -m course_utils train photo-ae | photo-latent``) rebuild it.
 
 The held-out photos are chosen by a hash of each photo's path inside its folder and the seed, so
 the split does not depend on the order photos are listed in, nor on which other photos exist: a
@@ -135,7 +140,8 @@ def train_autoencoder(
     **settings,
 ) -> tuple[Autoencoder, training.TrainResult]:
     """Train the autoencoder on uint8 photos (N, 3, H, W) with :func:`training.train` (EMA,
-    checkpoints, resume): random crops, L1 + gradient L1 + KL (:func:`autoencoder.ae_loss`), AdamW
+    checkpoints, resume): random crops, L1 (+ L1 on the image gradients when ``grad_weight`` > 0) + KL
+    (:func:`autoencoder.ae_loss`), starting from PCA of the patches (:func:`autoencoder.pca_init`), AdamW
     with a cosine learning rate. Returns ``(EMA model, result)``; the latent statistics are not yet
     measured (:func:`autoencoder.measure_latent_stats`)."""
     cfg = cfg or AEConfig()
@@ -491,30 +497,19 @@ def autoencoder_scores(ae: Autoencoder, images: Tensor, feats: Tensor) -> dict:
     """Held-out numbers of an autoencoder on uint8 photos (N, 3, 256, 256) with their features:
     PSNR / SSIM of the reconstructions and of bicubic-from-32, and the feature MAE per group
     (reconstruction against original): the ceiling of the latent model's feature fidelity."""
-    from . import features, metrics
+    from . import features, metrics, photos
 
     x = (images.float() / 255.0).clamp(0, 1)
     rec = (reconstruct(ae, images) + 1) / 2
     bic = (bicubic_from(images) + 1) / 2
-    measured = features.extract_batch(rec * 2 - 1)
-    groups = dict(features.FEATURE_GROUPS, ALL=list(features.FEATURE_NAMES))
+    fidelity = photos.feature_fidelity(feats, features.extract_batch(rec * 2 - 1))  # original as the "request"
     return dict(
         photos=int(images.shape[0]),
         psnr=round(float(metrics.psnr(rec, x)), 2),
         ssim=round(float(metrics.ssim(rec, x)), 3),
         psnr_bicubic_from_32=round(float(metrics.psnr(bic, x)), 2),
         ssim_bicubic_from_32=round(float(metrics.ssim(bic, x)), 3),
-        feature_mae={
-            g: round(
-                float(
-                    (measured[:, [features.index(n) for n in names]] - feats[:, [features.index(n) for n in names]])
-                    .abs()
-                    .mean()
-                ),
-                4,
-            )
-            for g, names in groups.items()
-        },
+        feature_mae={group: round(s["mae"], 4) for group, s in fidelity.items()},
     )
 
 
