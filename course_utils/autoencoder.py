@@ -168,16 +168,19 @@ class Autoencoder(nn.Module):
         return mean + torch.exp(0.5 * logvar) * noise, mean, logvar
 
     def encode(self, x: Tensor, *, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:
-        """Images in [-1, 1] -> standardised latents (the mean of q(z | x), or a draw with ``sample``)."""
-        z, _, _ = self._raw_latent(x, sample, generator)
-        return (z - self.latent_shift[:, None, None]) / self.latent_scale[:, None, None]
+        """Images in [-1, 1] -> standardised latents (the mean of q(z | x), or a draw with ``sample``).
+
+        The images may lie on any device: they are moved to the autoencoder's, and the latents come
+        back on theirs (so a notebook's CPU tensors work with an autoencoder on a GPU)."""
+        z, _, _ = self._raw_latent(x.to(self.latent_scale.device), sample, generator)
+        return ((z - self.latent_shift[:, None, None]) / self.latent_scale[:, None, None]).to(x.device)
 
     def decode(self, z: Tensor) -> Tensor:
         """Standardised latents (B, C, h, w) -> images (B, 3, f h, f w) in [-1, 1]."""
         if z.dim() != 4 or z.shape[1] != self.cfg.latent_channels:
             raise BadRequest(f"latents are (B, {self.cfg.latent_channels}, h, w), got {tuple(z.shape)}")
-        raw = z * self.latent_scale[:, None, None] + self.latent_shift[:, None, None]
-        return self.decode_raw(raw).clamp(-1.0, 1.0)
+        raw = z.to(self.latent_scale.device) * self.latent_scale[:, None, None] + self.latent_shift[:, None, None]
+        return self.decode_raw(raw).clamp(-1.0, 1.0).to(z.device)  # back on the latents' device, as encode
 
     def forward(self, x: Tensor, *, sample: bool = True, generator: torch.Generator | None = None):
         """Training pass: ``(reconstruction, mean, logvar)`` with z drawn from q(z | x) when ``sample``."""

@@ -36,7 +36,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from . import checkpoints, files, samplers, schedules
+from . import checkpoints, files, predictions, samplers, schedules
 from .errors import BadRequest
 from .noise import PerSample
 
@@ -252,7 +252,7 @@ def make_pairs(
     chunk = samplers.check_count(chunk, "chunk")
     seed = samplers.check_seed(seed)
     settings = dict(settings or {}, steps=steps, seed=seed)
-    device = next(teacher.parameters()).device if isinstance(teacher, nn.Module) else torch.device("cpu")
+    device = predictions.device_of(teacher)
 
     def one_chunk(start: int, count: int) -> tuple[Tensor, Tensor, Tensor]:
         path = _chunk_path(Path(folder), start // chunk) if folder is not None else None

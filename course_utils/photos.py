@@ -128,7 +128,7 @@ def generate(
     noise: Tensor | None = None,
     progress: bool = False,
 ) -> Tensor:
-    """Images (B, 3, S, S) in [-1, 1] with the requested features (32,) or (B, 32) in [0, 1].
+    """Images (B, 3, S, S) in [-1, 1], on the CPU, with the requested features (32,) or (B, 32) in [0, 1].
 
     DDIM (Song et al. 2021) over ``steps`` steps, classifier-free guidance with scale
     w = ``guidance_scale`` (w = 1: the plain conditional model; w = 0: unconditional). ``eta = 0``
@@ -185,7 +185,7 @@ def generate(
             x = torch.cat([decoder.decode(x[i : i + 16]) for i in range(0, B, 16)])
     finally:
         model.train(was_training)
-    return x.clamp(-1.0, 1.0)
+    return x.clamp(-1.0, 1.0).cpu()
 
 
 def features_of(image) -> Tensor:

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from . import targets
 from .errors import BadRequest
@@ -49,8 +50,21 @@ def with_prediction(model_fn: ModelFn, kind: str | None) -> ModelFn:
     return model_fn
 
 
+CPU = torch.device("cpu")
+
+
+def device_of(model_fn: ModelFn, default: torch.device | None = CPU) -> torch.device | None:
+    """Where a model runs: its parameters' device, the device a wrapper recorded, else ``default``."""
+    if isinstance(model_fn, nn.Module):
+        first = next(model_fn.parameters(), None)
+        if first is not None:
+            return first.device
+    return getattr(model_fn, "device", None) or default
+
+
 def wraps(wrapper: ModelFn, model_fn: ModelFn) -> ModelFn:
-    """A wrapper (guidance, an edit) predicts what the model it wraps predicts."""
+    """A wrapper (guidance, an edit) predicts what the model it wraps predicts, on its device."""
+    wrapper.device = device_of(model_fn)
     return with_prediction(wrapper, prediction_of(model_fn))
 
 

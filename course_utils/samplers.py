@@ -23,6 +23,8 @@ What the model predicts is part of the sampler's contract (:mod:`course_utils.pr
   sigma = t): dx/dt = u(x, t). :func:`predictions.as_flow_velocity` moves any other model there.
 
 A model that records another kind (``model.prediction``) is refused, with the conversion to use.
+The start and a tensor condition are moved to the model's device (a module's parameters, or the
+device a wrapper recorded), so noise drawn on the CPU drives a model on a GPU.
 Symbols: for a step from t to s < t, ``alpha_t, sigma_t, alpha_s, sigma_s`` are the schedule's
 coefficients, ``x0_hat`` and ``eps_hat`` the model's estimates. Noise comes from ``generator``:
 a ``torch.Generator``, or a :class:`course_utils.noise.PerSample` (one stream per image).
@@ -141,6 +143,22 @@ def _coefs(schedule: Schedule, t: float, x: Tensor) -> tuple[Tensor, Tensor]:
     return schedule.alpha(tt).to(x.device, x.dtype), schedule.sigma(tt).to(x.device, x.dtype)
 
 
+def _check_start(x_init) -> None:
+    if not torch.is_tensor(x_init) or not x_init.dtype.is_floating_point:
+        raise BadRequest(f"x_init must be a float tensor, got {type(x_init).__name__}")
+    if not torch.isfinite(x_init).all():
+        raise BadRequest("x_init holds NaN or infinite values")
+
+
+def _on_model_device(model_fn: ModelFn, cond):
+    """``(device, cond)``: where the model runs and the condition moved there (noise and features
+    made on the CPU for a model on a GPU); a plain function that does not say gives (None, cond)."""
+    device = predictions.device_of(model_fn, default=None)
+    if device is not None and torch.is_tensor(cond):
+        cond = cond.to(device)
+    return device, cond
+
+
 def _walk(
     step: Callable[[Tensor, float, float], Tensor],
     x_init: Tensor,
@@ -148,14 +166,13 @@ def _walk(
     desc: str,
     progress: bool,
     return_trajectory: bool,
+    device: torch.device | None = None,
 ):
-    """The loop every sampler shares: one ``step(x, t, s)`` per consecutive pair of ``ts``."""
+    """The loop every sampler shares: one ``step(x, t, s)`` per consecutive pair of ``ts``, from
+    ``x_init`` moved to ``device`` (the model's) once it is checked."""
     pairs = _steps(ts, progress, desc)  # the grid is checked before the first model call
-    if not torch.is_tensor(x_init) or not x_init.dtype.is_floating_point:
-        raise BadRequest(f"x_init must be a float tensor, got {type(x_init).__name__}")
-    if not torch.isfinite(x_init).all():
-        raise BadRequest("x_init holds NaN or infinite values")
-    x = x_init
+    _check_start(x_init)
+    x = x_init = x_init.to(device) if device is not None else x_init
     trajectory = [x_init] if return_trajectory else None
     for t, s in pairs:
         x = step(x, t, s)
@@ -221,11 +238,12 @@ def ddpm(
     clip_x0: bool | float = False,
 ):
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) over the grid ``ts`` with an epsilon model."""
+    device, cond = _on_model_device(model_fn, cond)
 
     def step(x: Tensor, t: float, s: float) -> Tensor:
         return ddpm_step(model_fn, x, t, s, schedule, cond=cond, generator=generator, clip_x0=clip_x0)
 
-    return _walk(step, x_init, ts, "DDPM", progress, return_trajectory)
+    return _walk(step, x_init, ts, "DDPM", progress, return_trajectory, device)
 
 
 @torch.no_grad()
@@ -273,11 +291,12 @@ def ddim(
 ):
     """DDIM sampling (Song et al. 2021) over ``ts`` with an epsilon model; ``eta`` in [0, 1]."""
     check_scale(eta, "eta", minimum=0.0)
+    device, cond = _on_model_device(model_fn, cond)
 
     def step(x: Tensor, t: float, s: float) -> Tensor:
         return ddim_step(model_fn, x, t, s, schedule, cond=cond, eta=eta, generator=generator, clip_x0=clip_x0)
 
-    return _walk(step, x_init, ts, f"DDIM eta={eta:g}", progress, return_trajectory)
+    return _walk(step, x_init, ts, f"DDIM eta={eta:g}", progress, return_trajectory, device)
 
 
 @torch.no_grad()
@@ -302,8 +321,15 @@ def euler(
     Deterministic: ``generator`` is accepted for the common signature and not used.
     """
     _require_velocity(model_fn, "Euler")
+    device, cond = _on_model_device(model_fn, cond)
     return _walk(
-        lambda x, t, s: euler_step(model_fn, x, t, s, cond=cond), x_init, ts, "Euler", progress, return_trajectory
+        lambda x, t, s: euler_step(model_fn, x, t, s, cond=cond),
+        x_init,
+        ts,
+        "Euler",
+        progress,
+        return_trajectory,
+        device,
     )
 
 
@@ -332,8 +358,9 @@ def heun(
 ):
     """Heun's second-order method on dx/dt = u(x, t) (velocity model); 2 model calls per step but the last."""
     _require_velocity(model_fn, "Heun")
+    device, cond = _on_model_device(model_fn, cond)
     return _walk(
-        lambda x, t, s: heun_step(model_fn, x, t, s, cond=cond), x_init, ts, "Heun", progress, return_trajectory
+        lambda x, t, s: heun_step(model_fn, x, t, s, cond=cond), x_init, ts, "Heun", progress, return_trajectory, device
     )
 
 

@@ -31,6 +31,8 @@ from .targets import coef
 def _as_time(t: Tensor | float, like: Tensor | None = None) -> Tensor:
     if not torch.is_tensor(t):
         t = torch.tensor(float(t), dtype=torch.float32, device=None if like is None else like.device)
+    elif like is not None and t.device != like.device:
+        t = t.to(like.device)  # a time made on the CPU for images on a GPU
     return t.float()
 
 

@@ -109,3 +109,16 @@ def test_denoise_clips_x0_to_one_or_to_a_given_bound_and_keeps_eps_consistent():
         assert x0.abs().max() <= bound and x0.abs().max() == pytest.approx(bound)
         alpha, sigma = schedule.alpha(t).view(-1, 1, 1, 1), schedule.sigma(t).view(-1, 1, 1, 1)
         torch.testing.assert_close(eps, targets.eps_from_x0(x, x0, alpha, sigma))
+
+
+def test_wrappers_remember_the_device_of_the_model_they_wrap():
+    # make_pairs and the samplers put their noise where the model is; a guided wrapper is a plain
+    # function, so it carries the device of the model inside it (a GPU notebook found this).
+    from torch import nn
+
+    net = nn.Conv2d(1, 1, 1).to("meta")
+    assert predictions.device_of(net) == torch.device("meta")
+    guided = guidance.cfg(net, 2.0)
+    assert predictions.device_of(guided) == torch.device("meta")
+    assert predictions.device_of(guidance.cfg(guided, 1.5)) == torch.device("meta")
+    assert predictions.device_of(lambda x, t, c=None: x) == torch.device("cpu")

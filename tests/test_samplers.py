@@ -142,3 +142,50 @@ def test_clip_x0_keeps_estimates_in_range():
 def test_bad_grids_fail_clearly():
     with pytest.raises(ValueError, match="decreasing"):
         samplers.euler(velocity_oracle, _noise(), torch.tensor([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("name", ["euler", "heun"])
+def test_the_start_and_condition_move_to_the_models_device(name):
+    # Noise and conditions are made on the CPU in the notebooks; a model on a GPU must still run.
+    # The meta device stands in for the GPU here: it computes shapes only, on any machine (the
+    # schedules' value checks cannot run on it, so DDPM and DDIM are covered by the next test).
+    from torch import nn
+
+    from course_utils import predictions
+
+    seen = {}
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1, device="meta"))
+
+        def forward(self, x, t, cond=None):
+            seen.update(x=x.device, t=t.device, cond=None if cond is None else cond.device)
+            return x * self.w
+
+    model = predictions.with_prediction(Model(), "velocity")
+    out = getattr(samplers, name)(model, torch.randn(2, 1, 4, 4), schedules.time_grid(2), cond=torch.tensor([1, 2]))
+    assert out.device.type == "meta"
+    assert seen == {"x": torch.device("meta"), "t": torch.device("meta"), "cond": torch.device("meta")}
+
+
+def test_every_sampler_walks_from_the_start_on_the_models_device(monkeypatch):
+    # DDPM and DDIM hand the model's device to the shared loop, which moves the checked start there
+    from torch import nn
+
+    net = nn.Conv2d(1, 1, 1).to("meta")
+    device, cond = samplers._on_model_device(net, torch.tensor([3]))
+    assert device.type == "meta" and cond.device.type == "meta"
+    assert samplers._on_model_device(lambda x, t, c=None: x, torch.tensor([3]))[0] is None  # unknown: left alone
+    moved = samplers._walk(
+        lambda x, t, s: x, torch.zeros(1, 1, 2, 2), schedules.time_grid(2), "test", False, False, device
+    )
+    assert moved.device.type == "meta"
+    calls = []
+    monkeypatch.setattr(samplers, "_walk", lambda *a: calls.append(a[-1]))
+    for name in ("ddpm", "ddim"):
+        getattr(samplers, name)(
+            net, torch.zeros(1, 1, 2, 2), schedules.time_grid(2), schedule=schedules.linear_schedule()
+        )
+    assert [d.type for d in calls] == ["meta", "meta"]

@@ -130,3 +130,12 @@ def test_time_at_log_snr_inverts_log_snr(vp):
     t = vp.time_at_log_snr(lam)
     assert torch.all(t[1:] > t[:-1])
     torch.testing.assert_close(vp.log_snr(t), lam, atol=1e-3, rtol=0)
+
+
+def test_a_time_tensor_follows_the_images_device():
+    # add_noise(x0 on a GPU, torch.tensor(t)) made on the CPU must not mix devices
+    from course_utils.schedules import _as_time
+
+    like = torch.zeros(2, device="meta")
+    assert _as_time(torch.tensor(0.5), like).device == like.device
+    assert _as_time(0.5, like).device == like.device
