@@ -80,12 +80,15 @@ def run_notebook(
 ) -> NotebookRun:
     """Execute one notebook cell by cell (a progress bar per notebook); return what it saved."""
     import nbformat
-    from nbclient import NotebookClient
     from tqdm.auto import tqdm
+
+    from .grading import notebook_client_class  # goes on when an explorer cell's reply is lost
 
     run = NotebookRun(path)
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(path.parent)}})
+    client = notebook_client_class()(
+        nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(path.parent)}}
+    )
     before = _snapshot(out)
     code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     bar = tqdm(total=len(code), desc=path.stem, unit="cell", disable=not progress, file=sys.stderr)

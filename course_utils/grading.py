@@ -227,8 +227,9 @@ def kernel_env(*, fast: bool, figures_dir: Path | None = None) -> dict[str, str]
     return env
 
 
-def _client_class():
-    """nbclient's NotebookClient that goes on when a cell's reply never comes but the kernel went idle.
+def notebook_client_class():
+    """nbclient's NotebookClient that goes on when a cell's reply never comes but the kernel went
+    idle; the grader and ``figures`` both run notebooks with it.
 
     With ipykernel 7 the execute_reply of a cell sometimes never arrives although the cell ran and
     its outputs came back (nbclient#312, widgets); nbclient then waits for the whole cell timeout.
@@ -269,7 +270,7 @@ def run(
     """
     from nbclient.exceptions import DeadKernelError
 
-    client = _client_class()(
+    client = notebook_client_class()(
         nb,
         timeout=min(timeout, 60),  # waiting for the kernel's first reply; a lost one costs a minute, not a cell's limit
         timeout_func=lambda cell: timeout,  # each cell's limit
