@@ -14,6 +14,7 @@
     python -m course_utils student-version [--out student_notebooks/]  (exercise copies)
     python -m course_utils grade PATH... [--checks-only] [--csv grades.csv]  (run and grade notebooks)
     python -m course_utils colab [--check]                           (Colab badges and set-up cells)
+    python -m course_utils claims [--notebooks 06 10]                (the ledger: every claim and its check)
 
 ``sample`` writes an ``.npz`` with ``images`` (N, 28, 28) float32 in [0, 1] and ``labels`` (N,)
 (balanced class ids for class-conditional models, -1 for unconditional ones), or, for ``--out``
@@ -544,7 +545,13 @@ def _png_bytes(img: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
-TOOLS = {"figures": "figures", "student-version": "student_version", "grade": "grading", "colab": "colab"}
+TOOLS = {
+    "figures": "figures",
+    "student-version": "student_version",
+    "grade": "grading",
+    "colab": "colab",
+    "claims": "claims",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -216,3 +216,20 @@ def test_saved_classifier_loads_back_in_float16(tmp_course_dirs):
     x = torch.rand(3, 1, 28, 28) * 2 - 1
     torch.testing.assert_close(loaded.features(x), model.features(x), atol=5e-3, rtol=5e-3)
     assert metrics.random_shift(x, 2, torch.Generator().manual_seed(0)).shape == x.shape
+
+
+def test_the_fd_interval_brackets_the_distance_and_separates_clear_differences():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(4000, 4))
+    mu, sigma = metrics.gaussian_fit(ref)
+    near, far = rng.normal(size=(500, 4)), rng.normal(loc=0.5, size=(500, 4))
+    fd_near, lo_near, hi_near = metrics.frechet_distance_interval(near, mu, sigma, resamples=100)
+    fd_far, lo_far, hi_far = metrics.frechet_distance_interval(far, mu, sigma, resamples=100)
+    assert lo_near <= fd_near <= hi_near and lo_far <= fd_far <= hi_far
+    assert fd_near == pytest.approx(metrics.frechet_distance(near, ref))
+    assert hi_near < lo_far  # a mean shift of 0.5 in 4 dimensions (FD about 1) is clear of 500 images' noise
+    few = rng.normal(size=(20, 4))  # few images: resampling raises the distance, the interval stays centred on it
+    fd_few, lo_few, hi_few = metrics.frechet_distance_interval(few, mu, sigma, resamples=100)
+    assert lo_few < fd_few < hi_few
+    with pytest.raises(errors.BadRequest):
+        metrics.frechet_distance_interval(near, mu, sigma, level=1.5)
