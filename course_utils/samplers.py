@@ -143,13 +143,6 @@ def _coefs(schedule: Schedule, t: float, x: Tensor) -> tuple[Tensor, Tensor]:
     return schedule.alpha(tt).to(x.device, x.dtype), schedule.sigma(tt).to(x.device, x.dtype)
 
 
-def _check_start(x_init) -> None:
-    if not torch.is_tensor(x_init) or not x_init.dtype.is_floating_point:
-        raise BadRequest(f"x_init must be a float tensor, got {type(x_init).__name__}")
-    if not torch.isfinite(x_init).all():
-        raise BadRequest("x_init holds NaN or infinite values")
-
-
 def _on_model_device(model_fn: ModelFn, cond):
     """``(device, cond)``: where the model runs and the condition moved there (noise and features
     made on the CPU for a model on a GPU); a plain function that does not say gives (None, cond)."""
@@ -171,7 +164,10 @@ def _walk(
     """The loop every sampler shares: one ``step(x, t, s)`` per consecutive pair of ``ts``, from
     ``x_init`` moved to ``device`` (the model's) once it is checked."""
     pairs = _steps(ts, progress, desc)  # the grid is checked before the first model call
-    _check_start(x_init)
+    if not torch.is_tensor(x_init) or not x_init.dtype.is_floating_point:
+        raise BadRequest(f"x_init must be a float tensor, got {type(x_init).__name__}")
+    if not torch.isfinite(x_init).all():
+        raise BadRequest("x_init holds NaN or infinite values")
     x = x_init = x_init.to(device) if device is not None else x_init
     trajectory = [x_init] if return_trajectory else None
     for t, s in pairs:
