@@ -1,8 +1,14 @@
 """Run-time settings shared by every notebook: fast mode, device, seeding and paths.
 
-Fast mode (``COURSE_FAST=1``) runs exactly the same code as a full run with smaller sizes
-(fewer epochs, fewer images, smaller photos), so that the whole course executes in CI on two CPU
-cores. Full mode is the default: it is what a student gets.
+Every notebook runs the same code at one of three sizes (:func:`size`):
+
+- ``"fast"`` (``COURSE_FAST=1``): the CI smoke size. Fewer epochs, images and photos, so that the
+  whole course executes in CI on two CPU cores; its trained models draw blobs.
+- ``"cpu"``: what a student without a CUDA GPU gets. Each notebook runs in at most about 15
+  minutes on two cores and the models it trains still draw recognisable digits.
+- ``"full"``: the reference recipes, chosen on a CUDA GPU.
+
+``COURSE_SIZE=cpu|full`` overrides the choice by device (``COURSE_FAST=1`` wins over both).
 
 Paths are found the same way on a laptop, on Colab and in CI:
 
@@ -40,9 +46,44 @@ def is_fast() -> bool:
     return os.environ.get("COURSE_FAST", "0").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def pick(full: T, fast: T) -> T:
-    """Return ``fast`` in fast mode and ``full`` otherwise: ``epochs = pick(full=5, fast=1)``."""
-    return fast if is_fast() else full
+SIZES = ("fast", "cpu", "full")
+_UNSET = object()
+
+
+def size() -> str:
+    """The size notebooks run at: ``"fast"``, ``"cpu"`` or ``"full"`` (see the module's notes).
+
+    ``COURSE_FAST=1`` gives ``"fast"``; else ``COURSE_SIZE`` if set; else ``"full"`` when the
+    device (:func:`device`) is a CUDA GPU and ``"cpu"`` anywhere else (a CPU, Apple's MPS).
+    """
+    from .errors import BadRequest
+
+    if is_fast():
+        return "fast"
+    wanted = os.environ.get("COURSE_SIZE", "").strip().lower()
+    if wanted:
+        if wanted not in SIZES:
+            raise BadRequest(
+                f"COURSE_SIZE={wanted!r}: expected one of {', '.join(SIZES)} (or unset, to choose by device)"
+            )
+        if wanted == "fast":
+            raise BadRequest("COURSE_SIZE=fast: set COURSE_FAST=1 for the CI smoke size")
+        return wanted
+    return "full" if device().type == "cuda" else "cpu"
+
+
+def pick(full: T, fast: T, cpu=_UNSET) -> T:
+    """The value for this size: ``epochs = pick(full=10, fast=1, cpu=3)``.
+
+    ``fast`` at the fast size, ``cpu`` at the CPU size (``full`` when no ``cpu`` is given: that
+    setting already fits a CPU), ``full`` otherwise.
+    """
+    chosen = size()
+    if chosen == "fast":
+        return fast
+    if chosen == "cpu" and cpu is not _UNSET:
+        return cpu
+    return full
 
 
 def device(prefer: str | None = None) -> torch.device:
@@ -232,6 +273,7 @@ def summary() -> dict[str, str]:
         "numpy": np.__version__,
         "device": str(device()),
         "fast mode": str(is_fast()),
+        "size": size(),
         "repo root": str(repo_root()),
         "home": str(home()),
         "runs": str(runs_dir()),

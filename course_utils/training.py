@@ -333,6 +333,8 @@ def train(
         )
         if lr_schedule == "cosine" and per_epoch is None:
             raise ValueError("a cosine learning-rate schedule needs data of known length (tensors or a sized iterable)")
+        total_steps = epochs * per_epoch if per_epoch is not None else None
+        timer = _StepTimer(total_steps, result.step, device) if progress else None
         for epoch in range(result.epoch, epochs):
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch, lr, lr_schedule, gamma)
@@ -365,6 +367,8 @@ def train(
                 running.append(value)
                 result.losses.append(value)
                 result.step += 1
+                if timer is not None:
+                    timer.tick(result.step)
                 if writer is not None:
                     writer.add_scalar("loss", value, result.step)
                 if len(running) % 20 == 0:
@@ -389,6 +393,41 @@ def train(
             writer.close()
         model.eval()
         return result
+
+
+class _StepTimer:
+    """Prints, once, how long the whole run will take on this device, measured from a few steps
+    (the first step is left out: it pays for warm-up), so a student knows whether to wait."""
+
+    first, measured = 1, 10  # steps left out, steps timed
+
+    def __init__(self, total_steps: int | None, done: int, device: torch.device):
+        self.total, self.done, self.device = total_steps, done, device
+        self.started: float | None = None
+
+    def tick(self, step: int) -> None:
+        if self.total is None or self.done is None:
+            return
+        ran = step - self.done
+        if ran == self.first:
+            self.started = time.perf_counter()
+        elif ran == self.first + self.measured and self.started is not None:
+            per_step = (time.perf_counter() - self.started) / self.measured
+            print(estimate_line(per_step, self.total - self.done, self.device), flush=True)
+            self.done = None  # printed
+
+
+def estimate_line(per_step: float, steps: int, device) -> str:
+    """``"estimated time for this run: about 4 min ..."`` from a measured time per step."""
+    seconds = per_step * steps
+    if seconds < 90:
+        span = f"{seconds:.0f} s"
+    else:
+        span = f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+    return (
+        f"estimated time for this run: about {span} on {device} ({steps:,} steps at {per_step * 1000:.0f} ms "
+        f"each, measured over the first steps; samples and checkpoints between epochs come on top)"
+    )
 
 
 def _check_same_run(record: dict, base_record: dict, checkpoint: Path) -> None:

@@ -182,3 +182,27 @@ def test_training_into_a_home_that_cannot_be_written_fails_before_any_compute(no
     monkeypatch.setattr(data, "load_mnist", lambda *a, **k: pytest.fail("read data before checking the folders"))
     with pytest.raises(errors.BadRequest, match="COURSE_HOME"):
         pretrained.train_recipe("mnist-fm", fast=True, progress=False)
+
+
+def test_size_follows_fast_mode_then_override_then_device(monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    monkeypatch.setenv("COURSE_SIZE", "full")
+    assert config.size() == "fast" and config.pick(full=10, fast=1, cpu=3) == 1  # fast wins
+    monkeypatch.delenv("COURSE_FAST")
+    assert config.size() == "full" and config.pick(full=10, fast=1, cpu=3) == 10
+    monkeypatch.setenv("COURSE_SIZE", "cpu")
+    assert config.size() == "cpu" and config.pick(full=10, fast=1, cpu=3) == 3
+    assert config.pick(full=10, fast=1) == 10  # no CPU setting: the full one fits a CPU
+    monkeypatch.delenv("COURSE_SIZE")
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    assert config.size() == "cpu"
+    monkeypatch.setattr(config, "device", lambda prefer=None: torch.device("cuda"))
+    assert config.size() == "full"
+
+
+@pytest.mark.parametrize("value", ["huge", "fast"])
+def test_size_rejects_unknown_values_by_name(monkeypatch, value):
+    monkeypatch.delenv("COURSE_FAST", raising=False)
+    monkeypatch.setenv("COURSE_SIZE", value)
+    with pytest.raises(errors.BadRequest, match="COURSE_SIZE"):
+        config.size()

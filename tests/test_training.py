@@ -223,3 +223,24 @@ def test_code_fingerprint_follows_the_code_not_the_name():
     assert fp(Block) != fp(OtherBlock)
     with pytest.raises(TypeError, match="Python functions or classes"):
         fp(len)
+
+
+def test_train_prints_a_time_estimate_for_the_whole_run_from_its_first_steps(capsys):
+    x, y = _data(n=48)  # 6 batches per epoch, 3 epochs: 18 steps, the estimate after 11
+    kw = dict(KW, progress=True)
+    training.train(_tiny_model(), LOSS, (x, y), epochs=3, **kw)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("estimated time")]
+    assert len(lines) == 1 and "18 steps" in lines[0] and "cpu" in lines[0], lines
+
+
+def test_no_estimate_for_a_run_shorter_than_the_measured_steps(capsys):
+    x, y = _data(n=16)
+    training.train(_tiny_model(), LOSS, (x, y), epochs=1, **dict(KW, progress=True))
+    assert "estimated time" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "per_step, steps, span", [(0.01, 100, "about 1 s"), (0.5, 600, "about 5 min"), (2.0, 9000, "about 5.0 h")]
+)
+def test_estimate_line_picks_a_readable_unit(per_step, steps, span):
+    assert span in training.estimate_line(per_step, steps, "cpu")
