@@ -2,14 +2,16 @@
 
 ::
 
-    python -m course_utils.figures                       # every notebook, full mode, into figures/
+    python -m course_utils.figures                       # every notebook at this device's size, into figures/
     python -m course_utils.figures --fast --notebooks 01 03 --out figures/
 
 Each notebook runs in a fresh ``python3`` kernel with its working directory in ``notebooks/``,
 ``COURSE_FIGURES_DIR`` pointing at the output folder (so every ``plotting.save_figure(name)``
-lands there as ``<name>.png``) and ``COURSE_FAST`` set to 1 with ``--fast``, 0 otherwise. The
-executed notebooks are not saved: the committed notebooks stay without outputs. Afterwards
-``INDEX.md`` in the output folder lists every figure and the notebook that made it.
+lands there as ``<name>.png``) and ``COURSE_FAST`` set to 1 with ``--fast``, 0 otherwise (then
+the size is chosen by device, see :func:`course_utils.config.size`: full on a CUDA GPU, cpu
+elsewhere, ``COURSE_SIZE`` overrides). The executed notebooks are not saved: the committed
+notebooks stay without outputs. Afterwards ``INDEX.md`` in the output folder lists every figure and
+the notebook that made it.
 
 The command exits with status 1 when a notebook fails, naming the cell and the error; the other
 notebooks still run and their figures are still indexed.
@@ -124,7 +126,7 @@ def write_index(out: Path, runs: list[NotebookRun], notebooks_dir: Path, *, fast
         "# Course figures",
         "",
         "Regenerate with `python -m course_utils.figures [--fast] [--notebooks 01 03] [--out figures/]`.",
-        f"Last run in {'fast' if fast else 'full'} mode ({'COURSE_FAST=1' if fast else 'COURSE_FAST=0'}).",
+        f"Last run at the {'fast' if fast else _size_of_run()} size ({'COURSE_FAST=1' if fast else 'COURSE_FAST=0'}).",
         "",
         "| figure | notebook |",
         "|--------|----------|",
@@ -144,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m course_utils.figures", description="Re-execute the notebooks and collect their figures."
     )
-    parser.add_argument("--fast", action="store_true", help="run with COURSE_FAST=1 (small sizes, minutes on a CPU)")
+    parser.add_argument(
+        "--fast", action="store_true", help="run with COURSE_FAST=1 (the CI smoke size, minutes on a CPU)"
+    )
     parser.add_argument(
         "--notebooks", nargs="+", default=None, metavar="NN", help="notebook numbers, names or paths (default: all)"
     )
@@ -185,3 +189,13 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _size_of_run() -> str:
+    """The size a run without fast mode gets here (the kernels inherit this environment)."""
+    saved = os.environ.pop("COURSE_FAST", None)
+    try:
+        return config.size()
+    finally:
+        if saved is not None:
+            os.environ["COURSE_FAST"] = saved

@@ -21,7 +21,8 @@ a cell prints several verdicts (hidden tests, or a function that prints "PASS" i
 one counts. The grader runs the student's code in a kernel of the current Python: it is not a
 sandbox, and a student set on cheating can patch the checkers from their own code.
 
-**Two modes.** By default the whole notebook runs (fast mode, ``COURSE_FAST=1``, unless ``--full``;
+**Two modes.** By default the whole notebook runs (fast mode, ``COURSE_FAST=1``, unless ``--full``,
+which runs the size chosen by device: full on a GPU, cpu elsewhere;
 errors do not stop it, so a notebook with exercises left to do still runs to its end), then each
 check cell's verdict is read: passed, failed (with the checker's hint), not done, error (the check
 cell raised: its last line) or not run. ``--checks-only`` runs only the setup, solution and check
@@ -574,7 +575,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m course_utils grade", description=__doc__.split("\n")[0])
     p.add_argument("paths", nargs="+", type=Path, help="notebooks, or folders of them (submissions/<student>/...)")
     p.add_argument("--checks-only", action="store_true", help="run only the setup, solution and check cells")
-    p.add_argument("--full", action="store_true", help="full mode (COURSE_FAST unset); default: fast mode")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="COURSE_FAST unset: the size chosen by device (full on a GPU, cpu elsewhere); default: fast",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the gradebook as JSON to this file")
     p.add_argument("--csv", type=Path, default=None, help="write the gradebook as CSV to this file")
     p.add_argument("--source", type=Path, default=None, help="the course's notebooks (default: <repo>/notebooks)")
