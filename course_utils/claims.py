@@ -3,7 +3,7 @@
 A sentence that states an outcome ("at 20 steps DDIM with eta = 1 beats eta = 0") is backed by
 ``claims.claim(text, holds)`` right after the numbers are computed:
 
-- at the sizes a student runs (full mode, on a GPU or a CPU) a claim that does not hold raises
+- at the sizes a student runs (the full and the CPU size) a claim that does not hold raises
   ``AssertionError`` naming it, so a change that breaks a sentence stops the notebook;
 - at the CI smoke size (``COURSE_FAST=1``: tiny models, few samples) it prints a warning that
   names the claim, and the notebook goes on.
@@ -27,7 +27,7 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def claim(text: str, holds) -> bool:
-    """Print ``holds  text``; otherwise raise (full mode) or warn (fast mode). Returns ``holds``."""
+    """Print ``holds  text``; otherwise raise (full and CPU sizes) or warn (fast size). Returns ``holds``."""
     if bool(holds):
         print(f"holds    {text}")
         return True
