@@ -1,4 +1,4 @@
-"""Run-time settings shared by every notebook: fast mode, device, seeding and paths.
+"""Run-time settings shared by every notebook: the size, device, seeding and paths.
 
 Every notebook runs the same code at one of three sizes (:func:`size`):
 

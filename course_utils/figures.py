@@ -142,6 +142,16 @@ def write_index(out: Path, runs: list[NotebookRun], notebooks_dir: Path, *, fast
     return path
 
 
+def _size_of_run() -> str:
+    """The size a run without fast mode gets here (the kernels inherit this environment)."""
+    saved = os.environ.pop("COURSE_FAST", None)
+    try:
+        return config.size()
+    finally:
+        if saved is not None:
+            os.environ["COURSE_FAST"] = saved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m course_utils.figures", description="Re-execute the notebooks and collect their figures."
@@ -189,13 +199,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _size_of_run() -> str:
-    """The size a run without fast mode gets here (the kernels inherit this environment)."""
-    saved = os.environ.pop("COURSE_FAST", None)
-    try:
-        return config.size()
-    finally:
-        if saved is not None:
-            os.environ["COURSE_FAST"] = saved

@@ -404,9 +404,10 @@ class _StepTimer:
     def __init__(self, total_steps: int | None, done: int, device: torch.device):
         self.total, self.done, self.device = total_steps, done, device
         self.started: float | None = None
+        self.printed = False
 
     def tick(self, step: int) -> None:
-        if self.total is None or self.done is None:
+        if self.total is None or self.printed:
             return
         ran = step - self.done
         if ran == self.first:
@@ -414,7 +415,7 @@ class _StepTimer:
         elif ran == self.first + self.measured and self.started is not None:
             per_step = (time.perf_counter() - self.started) / self.measured
             print(estimate_line(per_step, self.total - self.done, self.device), flush=True)
-            self.done = None  # printed
+            self.printed = True
 
 
 def estimate_line(per_step: float, steps: int, device) -> str:

@@ -80,3 +80,12 @@ def test_the_readme_lists_exactly_the_figures_the_notebooks_save():
     section = readme[readme.index("## Figures") : readme.index("## Interactive explorers")]
     listed = re.findall(r"`([0-9]{2}_[a-z0-9_]+)`", section)
     assert len(saved) > 40 and sorted(listed) == sorted(saved), set(listed) ^ set(saved)
+
+
+def test_the_index_names_the_size_a_run_without_fast_mode_gets(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "1")  # the caller's own setting: the kernels get COURSE_FAST=0
+    monkeypatch.setenv("COURSE_SIZE", "cpu")
+    text = figures.write_index(tmp_path, [], tmp_path, fast=False).read_text()
+    assert "Last run at the cpu size (COURSE_FAST=0)" in text
+    assert figures.config.is_fast()  # the caller's environment is left as it was
+    assert "Last run at the fast size" in figures.write_index(tmp_path, [], tmp_path, fast=True).read_text()
