@@ -31,6 +31,8 @@ from typing import Callable, Iterable
 import torch
 from torch import Tensor, nn
 
+from . import progress
+
 # the checkpoint format lives in checkpoints.py; these names stay importable from here
 from .checkpoints import (  # noqa: F401
     CheckpointError,
@@ -420,13 +422,9 @@ class _StepTimer:
 
 def estimate_line(per_step: float, steps: int, device) -> str:
     """``"estimated time for this run: about 4 min ..."`` from a measured time per step."""
-    seconds = per_step * steps
-    if seconds < 90:
-        span = f"{seconds:.0f} s"
-    else:
-        span = f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
     return (
-        f"estimated time for this run: about {span} on {device} ({steps:,} steps at {per_step * 1000:.0f} ms "
+        f"estimated time for this run: about {progress.span(per_step * steps)} on {device} "
+        f"({steps:,} steps at {per_step * 1000:.0f} ms "
         f"each, measured over the first steps; samples and checkpoints between epochs come on top)"
     )
 
