@@ -328,6 +328,17 @@ def frechet_distance(feats_a, feats_b) -> float:
     return frechet_distance_gaussians(*gaussian_fit(feats_a), *gaussian_fit(feats_b))
 
 
+def _float64(feats) -> np.ndarray:
+    return feats.detach().cpu().double().numpy() if torch.is_tensor(feats) else np.asarray(feats, np.float64)
+
+
+def _check_bootstrap(resamples: int, level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise BadRequest(f"level must lie in (0, 1), got {level}")
+    if int(resamples) < 2:
+        raise BadRequest(f"resamples must be at least 2, got {resamples}")
+
+
 def frechet_distance_interval(
     feats, mu_ref, sigma_ref, *, resamples: int = 200, level: float = 0.9, seed: int = 0
 ) -> tuple[float, float, float]:
@@ -341,11 +352,8 @@ def frechet_distance_interval(
     ``high = fd + (q_high - median)``. Two settings measured on the same number of images whose
     intervals do not overlap are ordered clear of the noise of using N images.
     """
-    x = feats.detach().cpu().double().numpy() if torch.is_tensor(feats) else np.asarray(feats, np.float64)
-    if not 0.0 < level < 1.0:
-        raise BadRequest(f"level must lie in (0, 1), got {level}")
-    if int(resamples) < 2:
-        raise BadRequest(f"resamples must be at least 2, got {resamples}")
+    x = _float64(feats)
+    _check_bootstrap(resamples, level)
     fd = frechet_distance_gaussians(*gaussian_fit(x), mu_ref, sigma_ref)
     rng = np.random.default_rng(seed)
     boot = [
@@ -354,6 +362,35 @@ def frechet_distance_interval(
     ]
     q_low, median, q_high = np.quantile(boot, [(1.0 - level) / 2, 0.5, (1.0 + level) / 2])
     return fd, float(fd - (median - q_low)), float(fd + (q_high - median))
+
+
+def frechet_difference_interval(
+    feats_a, feats_b, mu_ref, sigma_ref, *, resamples: int = 200, level: float = 0.9, seed: int = 0
+) -> tuple[float, float, float]:
+    """``(diff, low, high)``: FD(a) - FD(b) to the same reference, with a *paired* bootstrap
+    interval, for two settings drawn from the same starting noises (image k of ``a`` and image k
+    of ``b`` began as the same noise).
+
+    Every resample draws one set of indices and uses it for both: the part of the two distances'
+    noise that comes from which noises were drawn cancels, so the interval on the difference can be
+    much narrower than the two separate intervals suggest. Centred on ``diff`` as
+    :func:`frechet_distance_interval` is. An interval above 0 says b is better clear of that noise.
+    """
+    a, b = _float64(feats_a), _float64(feats_b)
+    if a.shape != b.shape:
+        raise BadRequest(f"a paired difference needs the same images and features in both, got {a.shape} and {b.shape}")
+    _check_bootstrap(resamples, level)
+
+    def diff(idx):
+        return frechet_distance_gaussians(*gaussian_fit(a[idx]), mu_ref, sigma_ref) - frechet_distance_gaussians(
+            *gaussian_fit(b[idx]), mu_ref, sigma_ref
+        )
+
+    d = diff(np.arange(len(a)))
+    rng = np.random.default_rng(seed)
+    boot = [diff(rng.integers(0, len(a), len(a))) for _ in range(int(resamples))]
+    q_low, median, q_high = np.quantile(boot, [(1.0 - level) / 2, 0.5, (1.0 + level) / 2])
+    return float(d), float(d - (median - q_low)), float(d + (q_high - median))
 
 
 _REFERENCE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}

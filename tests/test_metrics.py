@@ -233,3 +233,23 @@ def test_the_fd_interval_brackets_the_distance_and_separates_clear_differences()
     assert lo_few < fd_few < hi_few
     with pytest.raises(errors.BadRequest):
         metrics.frechet_distance_interval(near, mu, sigma, level=1.5)
+
+
+def test_the_paired_difference_sees_a_small_shift_that_separate_intervals_miss():
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(4000, 4))
+    mu, sigma = metrics.gaussian_fit(ref)
+    start = rng.normal(size=(300, 4))  # the shared starting noise of two "samplers"
+    a = start + 0.1  # the same images, shifted a little
+    b = start + 0.02 * rng.normal(size=start.shape)
+    diff, low, high = metrics.frechet_difference_interval(a, b, mu, sigma, resamples=100)
+    fd_a, lo_a, _ = metrics.frechet_distance_interval(a, mu, sigma, resamples=100)
+    fd_b, _, hi_b = metrics.frechet_distance_interval(b, mu, sigma, resamples=100)
+    assert diff == pytest.approx(fd_a - fd_b)
+    assert low <= diff <= high
+    assert lo_a < hi_b  # separately the two intervals overlap ...
+    assert low > 0  # ... paired, a is clearly farther from the reference
+    swapped, s_low, s_high = metrics.frechet_difference_interval(b, a, mu, sigma, resamples=100)
+    assert swapped == pytest.approx(-diff) and s_high < 0
+    with pytest.raises(errors.BadRequest, match="same images"):
+        metrics.frechet_difference_interval(a, b[:10], mu, sigma)
