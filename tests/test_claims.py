@@ -48,5 +48,6 @@ def test_the_course_notebooks_back_their_outcome_sentences_with_claims():
         "09_visual_features",
         "10_latent_diffusion",
         "11_feature_conditioned_model",
+        "12_appendix_text_to_image",
     }
     assert audited <= found, sorted(audited - found)
