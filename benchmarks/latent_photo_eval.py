@@ -9,6 +9,8 @@ held-out photos; the floor is 256 training photos against the same held-out phot
 
     python benchmarks/latent_photo_eval.py [--n 256] [--out benchmarks/results/latent_photo_eval.json]
     python benchmarks/latent_photo_eval.py --clip-sweep 2,3,4,6,8 --n 64 --out benchmarks/results/latent_clip_sweep.json
+    python benchmarks/latent_photo_eval.py --guidance-sweep 1,2,3,5 --n 64 \\
+        --out benchmarks/results/latent_guidance_sweep.json
 """
 
 from __future__ import annotations
@@ -54,23 +56,28 @@ def seconds_per_image(model, feats, *, threads: int, steps: int, w: float, repea
         torch.set_num_threads(old)
 
 
-def clip_sweep(model, ps, train_idx, bounds, *, n: int, steps: int, w: float) -> dict:
-    """Choose the x0 bound on TRAINING photos' requests (the held-out ones stay for the protocol):
-    feature error, correlation and feature-space FD against the other training photos, per bound."""
+def training_sweep(model, ps, train_idx, settings: dict, *, n: int, steps: int) -> dict:
+    """Choose a sampling setting on TRAINING photos' requests (the held-out ones stay for the
+    protocol): per setting ``name -> (x0 bound, guidance w)``, the feature error and correlation per
+    group with the shuffled-request baseline, and the feature-space FD against the other training photos."""
     pick = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(2))]
     requested, others = ps.features[pick[:n]], ps.features[pick[n:]].numpy()
     out = {}
-    for bound in bounds:
+    for name, (bound, w) in settings.items():
         model.x0_clip = bound
+        started = time.perf_counter()
         images = draw(model, requested, upsample_to=None, batch=16, seed=0, steps=steps, w=w)
         measured = features.extract_batch(images)
-        s = photos.feature_fidelity(requested, measured)["ALL"]
-        out[str(bound)] = dict(
-            mae=round(s["mae"], 4),
-            corr=round(s["corr"], 4),
+        groups = photos.feature_fidelity(requested, measured)
+        out[name] = dict(
+            mae=round(groups["ALL"]["mae"], 4),
+            corr=round(groups["ALL"]["corr"], 4),
             fd=round(metrics.frechet_distance(measured.numpy(), others), 4),
+            groups={g: {k: round(v, 4) for k, v in s.items()} for g, s in groups.items()},
+            seconds=round(time.perf_counter() - started, 1),
         )
-        print(f"\nx0 bound {bound}: {out[str(bound)]}")
+        print(f"\n{name}: MAE {out[name]['mae']}, corr {out[name]['corr']}, FD {out[name]['fd']}")
+        print(photos.format_fidelity(groups))
     return out
 
 
@@ -84,19 +91,29 @@ def main() -> None:
     p.add_argument(
         "--clip-sweep", default=None, help="comma-separated x0 bounds to compare on training requests, then stop"
     )
+    p.add_argument(
+        "--guidance-sweep",
+        default=None,
+        help="comma-separated guidance scales to compare on training requests, then stop",
+    )
     args = p.parse_args()
     torch.set_num_threads(2)
     ps = photo_data.load_photos(size=256, progress=False)
     train_idx, held_idx = latent.split_indices(ps.paths, ps.folder)
     pick = held_idx[torch.randperm(len(held_idx), generator=torch.Generator().manual_seed(0))[: args.n]]
     requested = ps.features[pick]
-    if args.clip_sweep:
+    if args.clip_sweep or args.guidance_sweep:
         model, _ = latent.load_latent_model(args.model, device=torch.device("cpu"))
-        bounds = [float(b) for b in args.clip_sweep.split(",")]
-        sweep = clip_sweep(model, ps, train_idx, bounds, n=args.n, steps=args.steps, w=args.guidance)
+        if args.clip_sweep:
+            key, values = "bounds", [float(b) for b in args.clip_sweep.split(",")]
+            settings = {str(b): (b, args.guidance) for b in values}
+        else:
+            key, values = "guidance_scales", [float(w) for w in args.guidance_sweep.split(",")]
+            settings = {str(w): (model.x0_clip, w) for w in values}
+        sweep = training_sweep(model, ps, train_idx, settings, n=args.n, steps=args.steps)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
-            json.dumps(dict(n=args.n, steps=args.steps, guidance=args.guidance, bounds=sweep), indent=1)
+            json.dumps({"n": args.n, "steps": args.steps, "guidance": args.guidance, key: sweep}, indent=1)
         )
         return
     real_held = ps.features[held_idx].numpy()
