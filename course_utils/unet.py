@@ -59,6 +59,27 @@ from .layers import (
 
 CONDITIONS = ("none", "class", "vector")
 
+#: Without gradients on a CPU, :class:`MnistUNet` runs a batch larger than this in chunks of this
+#: many images: a chunk's activations stay in the processor's caches. Sampling 500 digits with the
+#: D = 32 UNet (DDIM, 20 steps) took 54 ms per image in one batch and 24 ms in chunks of 50 on the
+#: 2-core CI machine, 27, 30 and 37 ms in chunks of 25, 100 and 250
+#: (``benchmarks/bench_sampling_chunks.py``). Training (gradients on) and GPUs run whole batches.
+CPU_CHUNK = 50
+
+
+def _in_chunks(model: nn.Module, x: Tensor, t: Tensor | None, cond) -> Tensor | None:
+    """The forward pass in chunks of ``CPU_CHUNK`` images, or None where whole batches are better."""
+    B = x.shape[0]
+    if torch.is_grad_enabled() or x.device.type != "cpu" or B <= CPU_CHUNK:
+        return None
+    if any(torch.is_tensor(a) and a.dim() > 0 and a.shape[0] != B for a in (t, cond)):
+        return None  # a mis-shaped argument: the whole batch, so its error names the real sizes
+
+    def part(a, i):  # a per-image argument is cut like x; a shared one (a 0-dim t, None) is passed on
+        return a[i : i + CPU_CHUNK] if torch.is_tensor(a) and a.dim() > 0 and a.shape[0] == B else a
+
+    return torch.cat([model(x[i : i + CPU_CHUNK], part(t, i), part(cond, i)) for i in range(0, B, CPU_CHUNK)])
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -183,6 +204,9 @@ class MnistUNet(nn.Module):
         cfg = self.cfg
         B = x.shape[0]
         _check_images(cfg, x)
+        chunked = _in_chunks(self, x, t, cond)  # large batches on a CPU, when sampling
+        if chunked is not None:
+            return chunked
         e1 = self.enc1(x)  # (B, D, 28, 28)
         e2 = self.enc2(e1)  # (B, D, 14, 14)
         e3 = self.enc3(e2)  # (B, 2D, 7, 7)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from course_utils import layers
+from course_utils import layers, unet
 from course_utils.unet import UNetConfig, build_unet, count_parameters
 
 
@@ -98,3 +98,31 @@ def test_config_round_trip():
     assert UNetConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError):
         UNetConfig.from_dict({"depth": 3})
+
+
+@pytest.mark.parametrize("cond_kind", ["none", "class"])
+def test_large_cpu_batches_run_in_chunks_with_the_same_output(monkeypatch, cond_kind):
+    torch.manual_seed(0)
+    model = build_unet(UNetConfig.mnist(8, cond=cond_kind)).eval()
+    x, t = torch.randn(7, 1, 28, 28), torch.rand(7)
+    cond = torch.tensor([0, 1, 2, -1, 4, 5, 6]) if cond_kind == "class" else None
+    with torch.no_grad():
+        whole = model(x, t, cond)
+        monkeypatch.setattr(unet, "CPU_CHUNK", 3)  # chunks of 3, 3 and 1
+        calls = []
+        handle = model.enc1.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+        chunked = model(x, t, cond)
+        shared_t = model(x, torch.tensor(0.5), cond)  # a 0-dim time is shared by every chunk
+        handle.remove()
+    assert calls == [3, 3, 1, 3, 3, 1]
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shared_t, model(x, torch.full((7,), 0.5), cond).detach(), rtol=1e-5, atol=1e-5)
+    with torch.enable_grad():  # training sees the whole batch (BatchNorm statistics, one backward)
+        calls.clear()
+        handle = model.enc1.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+        model(x, t, cond)
+        handle.remove()
+    assert calls == [7]
+    if cond_kind == "class":
+        with torch.no_grad(), pytest.raises(ValueError, match=r"\(7,\)"):  # the error names the whole batch
+            model(x, t, torch.zeros(6, dtype=torch.long))
