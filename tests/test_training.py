@@ -244,3 +244,12 @@ def test_no_estimate_for_a_run_shorter_than_the_measured_steps(capsys):
 )
 def test_estimate_line_picks_a_readable_unit(per_step, steps, span):
     assert span in training.estimate_line(per_step, steps, "cpu")
+
+
+def test_cpu_training_uses_the_fused_adam_update():
+    for name in ("adam", "adamw"):
+        opt = training._make_optimizer(name, torch.nn.Linear(2, 2).parameters(), 1e-3, 0.0)
+        assert opt.defaults.get("fused") is True  # torch >= 2.4; older versions fall back to the loop
+        assert len(opt.param_groups[0]["params"]) == 2  # the parameter iterator was not used up
+    with pytest.raises(ValueError, match="'adam' or 'adamw'"):
+        training._make_optimizer("sgd", torch.nn.Linear(2, 2).parameters(), 1e-3, 0.0)
