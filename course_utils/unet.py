@@ -61,8 +61,8 @@ CONDITIONS = ("none", "class", "vector")
 
 #: Without gradients on a CPU, :class:`MnistUNet` runs a batch larger than this in chunks of this
 #: many images: a chunk's activations stay in the processor's caches. Sampling 500 digits with the
-#: D = 32 UNet (DDIM, 20 steps) took 54 ms per image in one batch and 24 ms in chunks of 50 on the
-#: 2-core CI machine, 27, 30 and 37 ms in chunks of 25, 100 and 250
+#: D = 32 UNet (DDIM, 20 steps) took 43 ms per image in one batch and 24 ms in chunks of 50 on the
+#: 2-core CI machine, 28, 31 and 31 ms in chunks of 25, 100 and 250
 #: (``benchmarks/bench_sampling_chunks.py``). Training (gradients on) and GPUs run whole batches.
 CPU_CHUNK = 50
 
