@@ -332,11 +332,18 @@ def _float64(feats) -> np.ndarray:
     return feats.detach().cpu().double().numpy() if torch.is_tensor(feats) else np.asarray(feats, np.float64)
 
 
-def _check_bootstrap(resamples: int, level: float) -> None:
+def _centred_bootstrap(statistic, n: int, *, resamples: int, level: float, seed: int) -> tuple[float, float, float]:
+    """``(value, low, high)``: ``statistic(indices)`` on all n images, and the central ``level``
+    spread of its bootstrap resamples (indices drawn with replacement) centred on that value."""
     if not 0.0 < level < 1.0:
         raise BadRequest(f"level must lie in (0, 1), got {level}")
     if int(resamples) < 2:
         raise BadRequest(f"resamples must be at least 2, got {resamples}")
+    value = float(statistic(np.arange(n)))
+    rng = np.random.default_rng(seed)
+    boot = [statistic(rng.integers(0, n, n)) for _ in range(int(resamples))]
+    q_low, median, q_high = np.quantile(boot, [(1.0 - level) / 2, 0.5, (1.0 + level) / 2])
+    return value, float(value - (median - q_low)), float(value + (q_high - median))
 
 
 def frechet_distance_interval(
@@ -353,15 +360,13 @@ def frechet_distance_interval(
     intervals do not overlap are ordered clear of the noise of using N images.
     """
     x = _float64(feats)
-    _check_bootstrap(resamples, level)
-    fd = frechet_distance_gaussians(*gaussian_fit(x), mu_ref, sigma_ref)
-    rng = np.random.default_rng(seed)
-    boot = [
-        frechet_distance_gaussians(*gaussian_fit(x[rng.integers(0, len(x), len(x))]), mu_ref, sigma_ref)
-        for _ in range(int(resamples))
-    ]
-    q_low, median, q_high = np.quantile(boot, [(1.0 - level) / 2, 0.5, (1.0 + level) / 2])
-    return fd, float(fd - (median - q_low)), float(fd + (q_high - median))
+    return _centred_bootstrap(
+        lambda idx: frechet_distance_gaussians(*gaussian_fit(x[idx]), mu_ref, sigma_ref),
+        len(x),
+        resamples=resamples,
+        level=level,
+        seed=seed,
+    )
 
 
 def frechet_difference_interval(
@@ -379,18 +384,13 @@ def frechet_difference_interval(
     a, b = _float64(feats_a), _float64(feats_b)
     if a.shape != b.shape:
         raise BadRequest(f"a paired difference needs the same images and features in both, got {a.shape} and {b.shape}")
-    _check_bootstrap(resamples, level)
 
     def diff(idx):
         return frechet_distance_gaussians(*gaussian_fit(a[idx]), mu_ref, sigma_ref) - frechet_distance_gaussians(
             *gaussian_fit(b[idx]), mu_ref, sigma_ref
         )
 
-    d = diff(np.arange(len(a)))
-    rng = np.random.default_rng(seed)
-    boot = [diff(rng.integers(0, len(a), len(a))) for _ in range(int(resamples))]
-    q_low, median, q_high = np.quantile(boot, [(1.0 - level) / 2, 0.5, (1.0 + level) / 2])
-    return float(d), float(d - (median - q_low)), float(d + (q_high - median))
+    return _centred_bootstrap(diff, len(a), resamples=resamples, level=level, seed=seed)
 
 
 _REFERENCE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}

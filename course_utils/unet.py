@@ -76,7 +76,7 @@ def _in_chunks(model: nn.Module, x: Tensor, t: Tensor | None, cond) -> Tensor | 
         return None  # a mis-shaped argument: the whole batch, so its error names the real sizes
 
     def part(a, i):  # a per-image argument is cut like x; a shared one (a 0-dim t, None) is passed on
-        return a[i : i + CPU_CHUNK] if torch.is_tensor(a) and a.dim() > 0 and a.shape[0] == B else a
+        return a[i : i + CPU_CHUNK] if torch.is_tensor(a) and a.dim() > 0 else a
 
     return torch.cat([model(x[i : i + CPU_CHUNK], part(t, i), part(cond, i)) for i in range(0, B, CPU_CHUNK)])
 
