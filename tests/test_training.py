@@ -253,3 +253,46 @@ def test_cpu_training_uses_the_fused_adam_update():
         assert len(opt.param_groups[0]["params"]) == 2  # the parameter iterator was not used up
     with pytest.raises(ValueError, match="'adam' or 'adamw'"):
         training._make_optimizer("sgd", torch.nn.Linear(2, 2).parameters(), 1e-3, 0.0)
+
+
+def test_cpu_training_runs_channels_last_and_hands_back_the_usual_layout(monkeypatch):
+    data = _data()
+    seen = []
+    inner = LOSS
+
+    def conv_weight(model):  # a conv with several input channels (with one, both layouts coincide)
+        return next(m for m in model.modules() if isinstance(m, nn.Conv2d) and m.in_channels > 1).weight
+
+    def watching(model, batch, generator=None):
+        seen.append(conv_weight(model).is_contiguous())
+        return inner(model, batch, generator=generator)
+
+    fast = training.train(_tiny_model(), watching, data, epochs=2, **KW)
+    assert seen and not any(seen)  # NHWC inside the loop
+    assert conv_weight(fast.model).is_contiguous() and conv_weight(fast.ema).is_contiguous()
+    for module in (fast.model, fast.ema):
+        assert all(p.is_contiguous() for p in module.parameters())  # NCHW again afterwards
+    monkeypatch.setattr(training, "CPU_CHANNELS_LAST", False)
+    plain = training.train(_tiny_model(), LOSS, data, epochs=2, **KW)
+    assert fast.losses == pytest.approx(plain.losses, abs=1e-5)  # the same numbers, in another order in memory
+    # Compare what the models compute, not every number: a conv bias just before a BatchNorm has no
+    # gradient but rounding noise, which Adam scales up to full steps, differently in each layout;
+    # the BatchNorm takes the same shift out again.
+    x, c = data
+    t = torch.linspace(0.1, 0.9, len(x))
+    with torch.no_grad():
+        torch.testing.assert_close(fast.ema(x, t, c), plain.ema(x, t, c), atol=2e-3, rtol=0)
+
+
+def test_the_layout_helper_moves_the_optimiser_moments_with_the_weights():
+    model = nn.Sequential(nn.Conv2d(2, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 4, 1))
+    opt = training._make_optimizer("adam", model.parameters(), 1e-3, 0.0)
+    model(torch.randn(2, 2, 6, 6)).sum().backward()
+    opt.step()
+    training._set_layout((model, None), opt, True)
+    weight = model[0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    assert opt.state[weight]["exp_avg"].is_contiguous(memory_format=torch.channels_last)
+    assert model[2].weight.is_contiguous()  # 2-D weights are untouched
+    training._set_layout((model, None), opt, False)
+    assert weight.is_contiguous() and opt.state[weight]["exp_avg"].is_contiguous()
