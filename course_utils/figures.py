@@ -15,19 +15,28 @@ the notebook that made it.
 
 The command exits with status 1 when a notebook fails, naming the cell and the error; the other
 notebooks still run and their figures are still indexed.
+
+Every run also times each notebook and each of its cells: ``times.json`` in the output folder holds,
+per notebook, the seconds it took top to bottom and its longest cell, with the size, the machine and
+the torch version (a run of some notebooks updates their rows and keeps the others of the same size
+and machine). The README's tables of notebook times are such files
+(``benchmarks/results/notebook_times_cpu.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config
 
 INDEX_NAME = "INDEX.md"
+TIMES_NAME = "times.json"
 
 
 @dataclass
@@ -37,6 +46,11 @@ class NotebookRun:
     notebook: Path
     figures: list[str] = field(default_factory=list)
     error: str | None = None
+    seconds: float = 0.0  # top to bottom, kernel start included
+    cells: list[tuple[int, float, str]] = field(default_factory=list)  # (index, seconds, first line) per code cell
+
+    def longest_cell(self) -> tuple[int, float, str] | None:
+        return max(self.cells, key=lambda c: c[1]) if self.cells else None
 
 
 def find_notebooks(selection: list[str] | None, folder: Path) -> list[Path]:
@@ -94,9 +108,11 @@ def run_notebook(
     before = _snapshot(out)
     code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
     bar = tqdm(total=len(code), desc=path.stem, unit="cell", disable=not progress, file=sys.stderr)
+    started = time.perf_counter()
     try:
         with client.setup_kernel(env=kernel_env(out, fast)):
             for index, cell in code:
+                cell_started = time.perf_counter()
                 try:
                     client.execute_cell(cell, index)
                 except Exception as err:  # noqa: BLE001 - the error is reported, the next notebook still runs
@@ -104,11 +120,14 @@ def run_notebook(
                     value = getattr(err, "evalue", None) or _first_line(str(err))
                     run.error = f"{path.name}: cell [{index}] ({_first_line(cell.source)!r}) failed: {name}: {value}"
                     break
+                finally:
+                    run.cells.append((index, time.perf_counter() - cell_started, _first_line(cell.source)))
                 bar.update(1)
     except Exception as err:  # noqa: BLE001 - a kernel that does not start is a failed notebook too
         run.error = run.error or f"{path.name}: could not run: {type(err).__name__}: {err}"
     finally:
         bar.close()
+        run.seconds = time.perf_counter() - started
     after = _snapshot(out)
     run.figures = sorted(name for name, stamp in after.items() if before.get(name) != stamp)
     return run
@@ -139,6 +158,39 @@ def write_index(out: Path, runs: list[NotebookRun], notebooks_dir: Path, *, fast
         lines += ["", "## Failed in the last run", ""] + [f"- {run.error}" for run in failed]
     path = out / INDEX_NAME
     path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_times(out: Path, runs: list[NotebookRun], *, fast: bool) -> Path:
+    """``times.json``: per notebook (by its number) the seconds top to bottom and the longest cell,
+    with the size, machine and torch version. Rows of notebooks not run now are kept when the file
+    is from the same size and machine; a failed notebook's row says where it stopped."""
+    from .checkpoints import machine_description
+
+    size = "fast" if fast else _size_of_run()
+    machine = machine_description(config.device())
+    path = out / TIMES_NAME
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        old = {}
+    same = old.get("size") == size and old.get("machine") == machine
+    rows = dict(old.get("notebooks", {})) if same else {}
+    for run in runs:
+        longest = run.longest_cell()
+        row = {"notebook": run.notebook.name, "seconds": round(run.seconds, 1)}
+        if longest is not None:
+            row["longest cell"] = {"index": longest[0], "seconds": round(longest[1], 1), "starts": longest[2]}
+        if run.error:
+            row["failed"] = run.error
+        rows[run.notebook.name[:2]] = row
+    record = {
+        "size": size,
+        "machine": machine,  # CPU, cores, torch threads, torch version, device
+        "how": "each notebook executed top to bottom in a fresh python3 kernel, one at a time, cell by cell",
+        "notebooks": dict(sorted(rows.items())),
+    }
+    path.write_text(json.dumps(record, indent=1) + "\n")
     return path
 
 
@@ -187,9 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         runs.append(run)
         status = f"FAILED: {run.error}" if run.error else "ok"
-        print(f"{path.name}: {len(run.figures)} figure(s), {status}")
+        print(f"{path.name}: {len(run.figures)} figure(s), {run.seconds:.0f} s, {status}")
     index = write_index(out, runs, notebooks_dir, fast=args.fast)
-    print(f"figures in {out}; index: {index}")
+    times = write_times(out, runs, fast=args.fast)
+    print(f"figures in {out}; index: {index}; times: {times}")
     failed = [run for run in runs if run.error]
     if failed:
         print("\n".join(["failed notebooks:"] + [f"  {run.error}" for run in failed]), file=sys.stderr)

@@ -1,5 +1,8 @@
 """The figures command on tiny temporary notebooks: figures collected, indexed, failures named."""
 
+import json
+import re
+
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -34,8 +37,13 @@ def test_figures_command_runs_a_notebook_and_indexes_its_figure(tmp_path, capsys
     assert cwd == str((tmp_path / "nbs").resolve()) and fast == "1"  # ran in the notebook's folder, fast mode
     index = (out / "INDEX.md").read_text()
     assert "| [99_test](99_test.png) | `99_test.ipynb` |" in index
-    assert "99_test.ipynb: 1 figure(s), ok" in capsys.readouterr().out
+    assert re.search(r"99_test\.ipynb: 1 figure\(s\), \d+ s, ok", capsys.readouterr().out)
     assert nbformat.read(path, as_version=4).cells[1].outputs == []  # the notebook itself is not rewritten
+    times = json.loads((out / "times.json").read_text())
+    row = times["notebooks"]["99"]
+    assert times["size"] == "fast" and "CPU cores" in times["machine"]
+    assert row["notebook"] == "99_test.ipynb" and row["seconds"] >= row["longest cell"]["seconds"] > 0
+    assert row["longest cell"]["index"] in (1, 2) and "failed" not in row
 
 
 def test_a_failing_cell_is_named_and_the_exit_code_is_nonzero(tmp_path, capsys):
@@ -45,6 +53,23 @@ def test_a_failing_cell_is_named_and_the_exit_code_is_nonzero(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "98_broken.ipynb: cell [2]" in err and "ValueError: bad input" in err
     assert "Failed in the last run" in (out / "INDEX.md").read_text()
+    row = json.loads((out / "times.json").read_text())["notebooks"]["98"]
+    assert "cell [2]" in row["failed"] and row["longest cell"]["index"] in (1, 2)
+
+
+def test_times_of_a_partial_run_keep_the_other_rows_of_the_same_size(tmp_path):
+    out = tmp_path / "figs"
+    out.mkdir()
+    first = figures.NotebookRun(tmp_path / "01_a.ipynb", seconds=12.34, cells=[(1, 2.0, "x = 1"), (2, 9.5, "train()")])
+    figures.write_times(out, [first], fast=True)
+    second = figures.NotebookRun(tmp_path / "02_b.ipynb", seconds=3.0, cells=[(1, 2.5, "y = 2")])
+    rows = json.loads(figures.write_times(out, [second], fast=True).read_text())["notebooks"]
+    assert rows["01"]["seconds"] == 12.3
+    assert rows["01"]["longest cell"] == {"index": 2, "seconds": 9.5, "starts": "train()"}
+    assert rows["02"]["seconds"] == 3.0
+    # another size starts a new file: times of different sizes never share a table
+    other = figures.write_times(out, [second], fast=False)
+    assert list(json.loads(other.read_text())["notebooks"]) == ["02"]
 
 
 def test_find_notebooks_by_number_and_index_by_prefix(tmp_path):

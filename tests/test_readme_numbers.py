@@ -1,0 +1,131 @@
+"""The README's measured numbers, read back from the result files that hold them.
+
+Each sentence or table row of the README that states a benchmark's number is rebuilt here from the
+JSON the benchmark wrote (``benchmarks/results/``), and must appear in the README as it is; a goal
+marked met or missed must be what its numbers say. A rerun of a benchmark that changes a number
+therefore fails here until the README says the new number: the README's part of the claims ledger
+(the notebooks' part is ``python -m course_utils claims``).
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+GROUPS = ("COLOR", "LIGHTING", "MATERIAL", "SHAPE", "TOPOLOGY")
+
+
+def _readme() -> str:
+    return re.sub(r"\s+", " ", (ROOT / "README.md").read_text(encoding="utf-8"))  # sentences span lines
+
+
+def _result(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def _says(text: str) -> None:
+    assert text in _readme(), f"the README does not say (or no longer says): {text!r}"
+
+
+def _latent() -> dict:
+    return _result("latent_photo_eval.json")
+
+
+def test_the_capstone_fidelity_table_is_the_measured_one():
+    r = _latent()
+    latent, p32 = r["latent (256 px)"]["fidelity"], r["photo-32 upsampled to 256"]["fidelity"]
+    for group in (*GROUPS, "ALL"):
+        a, b = latent[group], p32[group]
+        _says(
+            f"| {group} | {a['mae']:.3f} ({a['mae_shuffled']:.3f}) | {a['corr']:.2f} ({a['corr_shuffled']:.2f}) "
+            f"| {b['mae']:.3f} | {b['corr']:.2f} |"
+        )
+
+
+def test_the_capstone_realism_and_speed_are_the_measured_ones():
+    r = _latent()
+    _says(f"| real training photos (floor) | {r['fd_floor_real_vs_real']:.3f} |")
+    _says(f"| latent model | {r['latent (256 px)']['fd_vs_held_out']:.3f} |")
+    _says(f"| photo-32, enlarged | {r['photo-32 upsampled to 256']['fd_vs_held_out']:.3f} |")
+    speed = r["latent seconds per 256px image, batch 1"]
+    _says(f"takes {speed['2 threads']:.2f} s on two threads of the CI machine and {speed['1 thread']:.2f} s on one")
+
+
+def _goal(met: bool, text: str) -> str:
+    return f"- {'met' if met else '**missed**'}: {text}"
+
+
+def test_each_capstone_goal_is_marked_as_its_numbers_say():
+    r = _latent()
+    latent, p32 = r["latent (256 px)"], r["photo-32 upsampled to 256"]
+    fd, fd32 = latent["fd_vs_held_out"], p32["fd_vs_held_out"]
+    _says(_goal(fd < fd32, f"feature-space FD below photo-32's, enlarged ({fd:.3f} against {fd32:.3f})"))
+    f = latent["fidelity"]
+    for g in GROUPS:
+        corr, shuffled = f[g]["corr"], f[g]["corr_shuffled"]
+        _says(
+            _goal(
+                round(corr, 2) >= round(shuffled, 2) + 0.2,
+                f"{g} correlation at least shuffled + 0.2 ({corr:.2f} against {shuffled:.2f} + 0.2)",
+            )
+        )
+    for g in ("COLOR", "LIGHTING"):
+        mae, bound = f[g]["mae"], 0.6 * f[g]["mae_shuffled"]
+        _says(
+            _goal(
+                mae <= bound,
+                f"{g} MAE at most 0.6x shuffled ({mae:.3f} against {bound:.3f}: "
+                f"a ratio of {mae / f[g]['mae_shuffled']:.2f})",
+            )
+        )
+    shape, topo = f["SHAPE"]["corr"], f["TOPOLOGY"]["corr"]
+    shape32, topo32 = p32["fidelity"]["SHAPE"]["corr"], p32["fidelity"]["TOPOLOGY"]["corr"]
+    _says(
+        _goal(
+            shape > shape32 and topo > topo32,
+            f"SHAPE and TOPOLOGY correlations above photo-32's under the same protocol "
+            f"({shape:.2f} / {topo:.2f} against {shape32:.2f} / {topo32:.2f})",
+        )
+    )
+    two = r["latent seconds per 256px image, batch 1"]["2 threads"]
+    _says(_goal(two <= 3.0, f"one image within 3 s at batch size 1 on two cores ({two:.2f} s;"))
+
+
+def test_the_guidance_sweep_sentence_is_the_measured_one():
+    sweep = _result("latent_guidance_sweep.json")["guidance_scales"]
+    scales = sorted(sweep, key=float)
+    assert [float(s) for s in scales] == [2.0, 3.0, 5.0]  # the sentence names these three
+    corr = [f"{sweep[s]['corr']:.3f}" for s in scales]
+    fd = [f"{sweep[s]['fd']:.2f}" for s in scales]
+    _says(f"mean feature correlations {corr[0]}, {corr[1]} and {corr[2]} and feature FD {fd[0]}, {fd[1]} and {fd[2]}")
+    first, last = sweep[scales[0]]["groups"], sweep[scales[-1]]["groups"]
+    _says(
+        f"SHAPE fell from {first['SHAPE']['corr']:.2f} to {last['SHAPE']['corr']:.2f} and "
+        f"TOPOLOGY from {first['TOPOLOGY']['corr']:.2f} to {last['TOPOLOGY']['corr']:.2f} at w = 5"
+    )
+
+
+def test_the_cpu_speed_ups_are_the_measured_ones():
+    chunks = _result("sampling_chunks.json")["ms_per_image"]
+    whole, chunked = chunks["whole batch"], chunks[f"chunks of {_result('sampling_chunks.json')['default_chunk']}"]
+    _says(f"{whole:.0f} -> {chunked:.0f} ms per image for 500 digits")
+    layout = _result("channels_last.json")["ms_per_step"]
+    d16 = layout["MNIST UNet D = 16, batch 32 (04)"]
+    _says(f"{d16['NCHW']:.0f} -> {d16['channels last']:.0f} ms per training step for the D = 16 UNet at batch 32")
+
+
+def _cpu_times() -> dict:
+    return _result("notebook_times_cpu.json")["notebooks"]
+
+
+@pytest.mark.parametrize("notebook", sorted(_cpu_times()))
+def test_the_cpu_size_table_is_the_measured_one(notebook):
+    row = _cpu_times()[notebook]
+    seconds = row["seconds"]
+    shown = f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+    _says(f"| {notebook} | {shown} |")
+    if notebook in ("04", "05"):  # the notebooks that train a generator: within 15 minutes at the CPU size
+        assert seconds <= 15 * 60, f"notebook {notebook} took {seconds / 60:.1f} min at the CPU size"
