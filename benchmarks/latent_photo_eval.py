@@ -11,6 +11,8 @@ held-out photos; the floor is 256 training photos against the same held-out phot
     python benchmarks/latent_photo_eval.py --clip-sweep 2,3,4,6,8 --n 64 --out benchmarks/results/latent_clip_sweep.json
     python benchmarks/latent_photo_eval.py --guidance-sweep 1,2,3,5 --n 64 \\
         --out benchmarks/results/latent_guidance_sweep.json
+    python benchmarks/latent_photo_eval.py --guidance-sweep 2 --n 256 \\
+        --out benchmarks/results/latent_training_requests.json   # the protocol's size, on training requests
 """
 
 from __future__ import annotations

@@ -108,6 +108,25 @@ def test_the_guidance_sweep_sentence_is_the_measured_one():
     )
 
 
+def test_the_training_request_comparison_is_the_measured_one():
+    train = _result("latent_training_requests.json")["guidance_scales"]["2.0"]["groups"]
+    held = _latent()["latent (256 px)"]["fidelity"]
+    _says(
+        f"SHAPE correlation {train['SHAPE']['corr']:.2f} and TOPOLOGY {train['TOPOLOGY']['corr']:.2f} against "
+        f"{held['SHAPE']['corr']:.2f} and {held['TOPOLOGY']['corr']:.2f} on the held-out requests"
+    )
+    rest = ("COLOR", "LIGHTING", "MATERIAL")
+    _says(
+        "LIGHTING and MATERIAL give "
+        + ", ".join(f"{train[g]['corr']:.2f}" for g in rest[:2])
+        + f" and {train['MATERIAL']['corr']:.2f} against "
+        + ", ".join(f"{held[g]['corr']:.2f}" for g in rest[:2])
+        + f" and {held['MATERIAL']['corr']:.2f}"
+    )
+    assert train["TOPOLOGY"]["corr"] > 1.5 * held["TOPOLOGY"]["corr"]  # "half the strength" on new requests
+    assert abs(train["SHAPE"]["corr"] - (train["SHAPE"]["corr_shuffled"] + 0.2)) < 0.05  # "near ... + 0.2"
+
+
 def test_the_cpu_speed_ups_are_the_measured_ones():
     chunks = _result("sampling_chunks.json")["ms_per_image"]
     whole, chunked = chunks["whole batch"], chunks[f"chunks of {_result('sampling_chunks.json')['default_chunk']}"]
