@@ -461,7 +461,7 @@ class _StepTimer:
 def estimate_line(per_step: float, steps: int, device) -> str:
     """``"estimated time for this run: about 4 min ..."`` from a measured time per step."""
     return (
-        f"estimated time for this run: about {progress.span(per_step * steps)} on {device} "
+        f"estimated time for this run: about {progress.span(per_step * steps)} on {progress.device_name(device)} "
         f"({steps:,} steps at {per_step * 1000:.0f} ms "
         f"each, measured over the first steps; samples and checkpoints between epochs come on top)"
     )
