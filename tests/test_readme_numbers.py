@@ -148,3 +148,10 @@ def test_the_cpu_size_table_is_the_measured_one(notebook):
     _says(f"| {notebook} | {shown} |")
     if notebook in ("04", "05"):  # the notebooks that train a generator: within 15 minutes at the CPU size
         assert seconds <= 15 * 60, f"notebook {notebook} took {seconds / 60:.1f} min at the CPU size"
+
+
+def test_the_full_size_run_of_06_on_a_cpu_is_the_measured_one():
+    record = _result("notebook_times_full_on_cpu.json")
+    assert record["size"] == "full"
+    row = record["notebooks"]["06"]
+    _says(f"{row['seconds'] / 60:.1f} min, the sampler grid {row['longest cell']['seconds']:.0f} s of it")
