@@ -128,8 +128,8 @@ def test_the_training_request_comparison_is_the_measured_one():
 
 
 def test_the_cpu_speed_ups_are_the_measured_ones():
-    chunks = _result("sampling_chunks.json")["ms_per_image"]
-    whole, chunked = chunks["whole batch"], chunks[f"chunks of {_result('sampling_chunks.json')['default_chunk']}"]
+    chunks = _result("sampling_chunks.json")
+    whole, chunked = (chunks["ms_per_image"][k] for k in ("whole batch", f"chunks of {chunks['default_chunk']}"))
     _says(f"{whole:.0f} -> {chunked:.0f} ms per image for 500 digits")
     layout = _result("channels_last.json")["ms_per_step"]
     d16 = layout["MNIST UNet D = 16, batch 32 (04)"]
