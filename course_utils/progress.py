@@ -3,7 +3,7 @@
 - :func:`estimated` wraps the loop of a long cell (a sweep, a grid of samplers): once its first item
   has run it prints how long the whole loop will take, extrapolated from that item's time;
 - :func:`span` and :func:`device_name` format the time and the device for those lines (the
-  training loop formats its own estimate, measured over its first steps, with :func:`span`).
+  training loop formats its own estimate, measured over its first steps, with both).
 
     for w in progress.estimated(scales, "the guidance sweep"):
         images = sample(model, n, labels, w=w)
