@@ -13,6 +13,10 @@ held-out photos; the floor is 256 training photos against the same held-out phot
         --out benchmarks/results/latent_guidance_sweep.json
     python benchmarks/latent_photo_eval.py --guidance-sweep 2 --n 256 \\
         --out benchmarks/results/latent_training_requests.json   # the protocol's size, on training requests
+    python benchmarks/latent_photo_eval.py --eta-sweep 0,0.5,1 --n 64 --out benchmarks/results/latent_eta_sweep.json
+
+The protocol's file also holds each feature's error and correlation (``per_feature``), so a group's
+number can be traced to the features behind it.
 """
 
 from __future__ import annotations
@@ -29,12 +33,27 @@ from course_utils import features, latent, metrics, photo_data, photos
 from course_utils.noise import PerSample
 
 
-def draw(model, requested: torch.Tensor, *, upsample_to: int | None, batch: int, seed: int, steps: int, w: float):
+def draw(
+    model,
+    requested: torch.Tensor,
+    *,
+    upsample_to: int | None,
+    batch: int,
+    seed: int,
+    steps: int,
+    w: float,
+    eta: float = 1.0,
+):
     out = []
     for start in range(0, requested.shape[0], batch):
         part = requested[start : start + batch]
         x = photos.generate(
-            model, part, steps=steps, guidance_scale=w, generator=PerSample.from_seed(seed, part.shape[0], start=start)
+            model,
+            part,
+            steps=steps,
+            guidance_scale=w,
+            eta=eta,
+            generator=PerSample.from_seed(seed, part.shape[0], start=start),
         )
         if upsample_to and x.shape[-1] != upsample_to:
             x = F.interpolate(x, size=(upsample_to, upsample_to), mode="bicubic", align_corners=False).clamp(-1, 1)
@@ -60,15 +79,15 @@ def seconds_per_image(model, feats, *, threads: int, steps: int, w: float, repea
 
 def training_sweep(model, ps, train_idx, settings: dict, *, n: int, steps: int) -> dict:
     """Choose a sampling setting on TRAINING photos' requests (the held-out ones stay for the
-    protocol): per setting ``name -> (x0 bound, guidance w)``, the feature error and correlation per
-    group with the shuffled-request baseline, and the feature-space FD against the other training photos."""
+    protocol): per setting ``name -> (x0 bound, guidance w, eta)``, the feature error and correlation
+    per group with the shuffled-request baseline, and the feature-space FD against the other training photos."""
     pick = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(2))]
     requested, others = ps.features[pick[:n]], ps.features[pick[n:]].numpy()
     out = {}
-    for name, (bound, w) in settings.items():
+    for name, (bound, w, eta) in settings.items():
         model.x0_clip = bound
         started = time.perf_counter()
-        images = draw(model, requested, upsample_to=None, batch=16, seed=0, steps=steps, w=w)
+        images = draw(model, requested, upsample_to=None, batch=16, seed=0, steps=steps, w=w, eta=eta)
         measured = features.extract_batch(images)
         groups = photos.feature_fidelity(requested, measured)
         out[name] = dict(
@@ -98,20 +117,26 @@ def main() -> None:
         default=None,
         help="comma-separated guidance scales to compare on training requests, then stop",
     )
+    p.add_argument(
+        "--eta-sweep", default=None, help="comma-separated DDIM etas to compare on training requests, then stop"
+    )
     args = p.parse_args()
     torch.set_num_threads(2)
     ps = photo_data.load_photos(size=256, progress=False)
     train_idx, held_idx = latent.split_indices(ps.paths, ps.folder)
     pick = held_idx[torch.randperm(len(held_idx), generator=torch.Generator().manual_seed(0))[: args.n]]
     requested = ps.features[pick]
-    if args.clip_sweep or args.guidance_sweep:
+    if args.clip_sweep or args.guidance_sweep or args.eta_sweep:
         model, _ = latent.load_latent_model(args.model, device=torch.device("cpu"))
         if args.clip_sweep:
             key, values = "bounds", [float(b) for b in args.clip_sweep.split(",")]
-            settings = {str(b): (b, args.guidance) for b in values}
-        else:
+            settings = {str(b): (b, args.guidance, 1.0) for b in values}
+        elif args.guidance_sweep:
             key, values = "guidance_scales", [float(w) for w in args.guidance_sweep.split(",")]
-            settings = {str(w): (model.x0_clip, w) for w in values}
+            settings = {str(w): (model.x0_clip, w, 1.0) for w in values}
+        else:
+            key, values = "etas", [float(e) for e in args.eta_sweep.split(",")]
+            settings = {str(e): (model.x0_clip, args.guidance, e) for e in values}
         sweep = training_sweep(model, ps, train_idx, settings, n=args.n, steps=args.steps)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
@@ -139,6 +164,10 @@ def main() -> None:
             fidelity={g: {k: round(v, 4) for k, v in s.items()} for g, s in scores.items()},
             fd_vs_held_out=round(metrics.frechet_distance(measured.numpy(), real_held), 4),
             seconds_for_all=round(seconds, 1),
+            per_feature={
+                name: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+                for name, row in photos.feature_fidelity_by_feature(requested, measured).items()
+            },
         )
         fd, floor = result[name]["fd_vs_held_out"], result["fd_floor_real_vs_real"]
         print(f"\n{name}: FD {fd:.3f} (floor {floor:.3f}), {seconds:.0f} s")

@@ -344,6 +344,25 @@ def test_feature_fidelity_perfect_and_baseline():
         photos.feature_fidelity(req, req[:10])
 
 
+def test_feature_fidelity_by_feature_adds_up_to_the_groups():
+    g = torch.Generator().manual_seed(0)
+    req = torch.rand(40, 32, generator=g)
+    measured = (req + 0.3 * torch.rand(40, 32, generator=g)).clamp(0, 1)
+    measured[:, features.index("num_holes")] = 0.5  # a feature that never varies: no correlation
+    groups = photos.feature_fidelity(req, measured)
+    rows = photos.feature_fidelity_by_feature(req, measured)
+    assert list(rows) == list(features.FEATURE_NAMES)
+    assert np.isnan(rows["num_holes"]["corr"])
+    for group in features.FEATURE_GROUPS:
+        mine = [r for r in rows.values() if r["group"] == group]
+        for key in ("mae", "mae_shuffled"):
+            assert np.mean([r[key] for r in mine]) == pytest.approx(groups[group][key])
+        for key in ("corr", "corr_shuffled"):
+            finite = [r[key] for r in mine if np.isfinite(r[key])]
+            assert np.mean(finite) == pytest.approx(groups[group][key])
+    assert rows["temperature"]["mae"] == pytest.approx((req[:, 4] - measured[:, 4]).abs().mean().item(), rel=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------
 # Training, resume, checkpoints
 
