@@ -155,3 +155,19 @@ def test_the_full_size_run_of_06_on_a_cpu_is_the_measured_one():
     assert record["size"] == "full"
     row = record["notebooks"]["06"]
     _says(f"{row['seconds'] / 60:.1f} min, the sampler grid {row['longest cell']['seconds']:.0f} s of it")
+
+
+def test_the_ddpm_cpu_trials_are_the_measured_ones():
+    trials = {(t["epochs"], t["lr"], t["seed"]): t for t in _result("ddpm_cpu_trials.json")["trials"]}
+
+    def pct(*key):
+        return f"{trials[key]['confident']:.0%}"
+
+    _says(
+        f"three epochs gave {pct(3, 1e-3, 0)} and {pct(3, 1e-3, 1)} (lr 1e-3), {pct(3, 2e-3, 0)} and "
+        f"{pct(3, 2e-3, 1)} (lr 2e-3) and {pct(3, 3e-3, 0)} (lr 3e-3, seed 0); four epochs gave "
+        f"{pct(4, 1e-3, 0)} and {pct(4, 1e-3, 1)} "
+        f"(FD {trials[4, 1e-3, 0]['fd']:.2f} and {trials[4, 1e-3, 1]['fd']:.2f})"
+    )
+    four = [t for (epochs, lr, _), t in trials.items() if (epochs, lr) == (4, 1e-3)]
+    assert len(four) >= 2 and min(t["confident"] for t in four) > 0.53  # the margin the CPU size was chosen for
