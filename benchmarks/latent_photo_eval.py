@@ -16,7 +16,7 @@ held-out photos; the floor is 256 training photos against the same held-out phot
     python benchmarks/latent_photo_eval.py --eta-sweep 0,0.5,1 --n 64 --out benchmarks/results/latent_eta_sweep.json
 
 The protocol's file also holds each feature's error and correlation (``per_feature``), so a group's
-number can be traced to the features behind it.
+number can be traced to the features behind it, and the hue's error the short way round the circle.
 """
 
 from __future__ import annotations
@@ -75,6 +75,19 @@ def seconds_per_image(model, feats, *, threads: int, steps: int, w: float, repea
         return sorted(times)[len(times) // 2]
     finally:
         torch.set_num_threads(old)
+
+
+def hue_errors(requested: torch.Tensor, measured: torch.Tensor) -> dict:
+    """``dominant_hue`` is an angle (in turns, red at both ends; 0 for a grey image): its error the
+    linear way, as the protocol counts it, and the short way round the circle, with the share of
+    images whose linear error exceeds half a turn (where the circle is shorter)."""
+    i = features.index("dominant_hue")
+    d = (requested[:, i] - measured[:, i]).abs().double()
+    return dict(
+        mae=round(float(d.mean()), 4),
+        circular_mae=round(float(torch.minimum(d, 1 - d).mean()), 4),
+        share_past_half_a_turn=round(float((d > 0.5).double().mean()), 4),
+    )
 
 
 def training_sweep(model, ps, train_idx, settings: dict, *, n: int, steps: int) -> dict:
@@ -168,6 +181,7 @@ def main() -> None:
                 name: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
                 for name, row in photos.feature_fidelity_by_feature(requested, measured).items()
             },
+            dominant_hue=hue_errors(requested, measured),
         )
         fd, floor = result[name]["fd_vs_held_out"], result["fd_floor_real_vs_real"]
         print(f"\n{name}: FD {fd:.3f} (floor {floor:.3f}), {seconds:.0f} s")
