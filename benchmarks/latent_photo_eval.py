@@ -77,19 +77,6 @@ def seconds_per_image(model, feats, *, threads: int, steps: int, w: float, repea
         torch.set_num_threads(old)
 
 
-def hue_errors(requested: torch.Tensor, measured: torch.Tensor) -> dict:
-    """``dominant_hue`` is an angle (in turns, red at both ends; 0 for a grey image): its error the
-    linear way, as the protocol counts it, and the short way round the circle, with the share of
-    images whose linear error exceeds half a turn (where the circle is shorter)."""
-    i = features.index("dominant_hue")
-    d = (requested[:, i] - measured[:, i]).abs().double()
-    return dict(
-        mae=round(float(d.mean()), 4),
-        circular_mae=round(float(torch.minimum(d, 1 - d).mean()), 4),
-        share_past_half_a_turn=round(float((d > 0.5).double().mean()), 4),
-    )
-
-
 def training_sweep(model, ps, train_idx, settings: dict, *, n: int, steps: int) -> dict:
     """Choose a sampling setting on TRAINING photos' requests (the held-out ones stay for the
     protocol): per setting ``name -> (x0 bound, guidance w, eta)``, the feature error and correlation
@@ -181,7 +168,7 @@ def main() -> None:
                 name: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
                 for name, row in photos.feature_fidelity_by_feature(requested, measured).items()
             },
-            dominant_hue=hue_errors(requested, measured),
+            dominant_hue={k: round(v, 4) for k, v in photos.hue_errors(requested, measured).items()},
         )
         fd, floor = result[name]["fd_vs_held_out"], result["fd_floor_real_vs_real"]
         print(f"\n{name}: FD {fd:.3f} (floor {floor:.3f}), {seconds:.0f} s")

@@ -297,6 +297,23 @@ def feature_fidelity_by_feature(requested, measured, *, seed: int = 0) -> dict[s
     }
 
 
+def hue_errors(requested, measured) -> dict[str, float]:
+    """``dominant_hue`` is an angle (in turns, red at both ends of [0, 1]; 0 for a grey image). Its
+    mean error the linear way, as :func:`feature_fidelity` counts it (``"mae"``), the short way
+    round the circle (``"circular_mae"``), and the share of images whose linear error exceeds half
+    a turn, where the other way round is shorter (``"share_past_half_a_turn"``)."""
+    req, meas = check_features(requested).double(), check_features(measured).double()
+    if req.shape != meas.shape:
+        raise BadRequest(f"need the same (N, 32) shapes, got {tuple(req.shape)} and {tuple(meas.shape)}")
+    i = features.index("dominant_hue")
+    d = (req[:, i] - meas[:, i]).abs()
+    return dict(
+        mae=float(d.mean()),
+        circular_mae=float(torch.minimum(d, 1 - d).mean()),
+        share_past_half_a_turn=float((d > 0.5).double().mean()),
+    )
+
+
 def _fidelity_arrays(requested, measured, seed: int):
     """(requested, measured, shuffled requests, per-feature corr, per-feature shuffled corr) as float64."""
     req = check_features(requested).numpy().astype(np.float64)

@@ -363,6 +363,20 @@ def test_feature_fidelity_by_feature_adds_up_to_the_groups():
     assert rows["temperature"]["mae"] == pytest.approx((req[:, 4] - measured[:, 4]).abs().mean().item(), rel=1e-5)
 
 
+def test_hue_errors_go_the_short_way_round():
+    req, got = torch.full((4, 32), 0.5), torch.full((4, 32), 0.5)
+    hue = features.index("dominant_hue")
+    req[:, hue] = torch.tensor([0.97, 0.02, 0.30, 0.50])
+    got[:, hue] = torch.tensor([0.02, 0.97, 0.40, 0.50])  # two reds across the ends, one near miss, one hit
+    errors = photos.hue_errors(req, got)
+    assert errors["mae"] == pytest.approx((0.95 + 0.95 + 0.10 + 0.0) / 4)
+    assert errors["circular_mae"] == pytest.approx((0.05 + 0.05 + 0.10 + 0.0) / 4)
+    assert errors["share_past_half_a_turn"] == pytest.approx(0.5)
+    assert errors["mae"] == pytest.approx(photos.feature_fidelity_by_feature(req, got)["dominant_hue"]["mae"])
+    with pytest.raises(ValueError, match="shapes"):
+        photos.hue_errors(req, got[:2])
+
+
 # ---------------------------------------------------------------------------------------------
 # Training, resume, checkpoints
 
