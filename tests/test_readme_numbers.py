@@ -30,6 +30,12 @@ def _says(text: str) -> None:
     assert text in _readme(), f"the README does not say (or no longer says): {text!r}"
 
 
+def _listed(values) -> str:
+    """ "a, b and c", as the README lists numbers."""
+    values = list(values)
+    return ", ".join(values[:-1]) + f" and {values[-1]}"
+
+
 def _latent() -> dict:
     return _result("latent_photo_eval.json")
 
@@ -98,9 +104,9 @@ def test_the_guidance_sweep_sentence_is_the_measured_one():
     sweep = _result("latent_guidance_sweep.json")["guidance_scales"]
     scales = sorted(sweep, key=float)
     assert [float(s) for s in scales] == [2.0, 3.0, 5.0]  # the sentence names these three
-    corr = [f"{sweep[s]['corr']:.3f}" for s in scales]
-    fd = [f"{sweep[s]['fd']:.2f}" for s in scales]
-    _says(f"mean feature correlations {corr[0]}, {corr[1]} and {corr[2]} and feature FD {fd[0]}, {fd[1]} and {fd[2]}")
+    corr = _listed(f"{sweep[s]['corr']:.3f}" for s in scales)
+    fd = _listed(f"{sweep[s]['fd']:.2f}" for s in scales)
+    _says(f"mean feature correlations {corr} and feature FD {fd}")
     first, last = sweep[scales[0]]["groups"], sweep[scales[-1]]["groups"]
     _says(
         f"SHAPE fell from {first['SHAPE']['corr']:.2f} to {last['SHAPE']['corr']:.2f} and "
@@ -116,13 +122,9 @@ def test_the_training_request_comparison_is_the_measured_one():
         f"{held['SHAPE']['corr']:.2f} and {held['TOPOLOGY']['corr']:.2f} on the held-out requests"
     )
     rest = ("COLOR", "LIGHTING", "MATERIAL")
-    _says(
-        "LIGHTING and MATERIAL give "
-        + ", ".join(f"{train[g]['corr']:.2f}" for g in rest[:2])
-        + f" and {train['MATERIAL']['corr']:.2f} against "
-        + ", ".join(f"{held[g]['corr']:.2f}" for g in rest[:2])
-        + f" and {held['MATERIAL']['corr']:.2f}"
-    )
+    trained_corr = _listed(f"{train[g]['corr']:.2f}" for g in rest)
+    held_corr = _listed(f"{held[g]['corr']:.2f}" for g in rest)
+    _says(f"LIGHTING and MATERIAL give {trained_corr} against {held_corr}")
     assert train["TOPOLOGY"]["corr"] > 1.5 * held["TOPOLOGY"]["corr"]  # "half the strength" on new requests
     assert abs(train["SHAPE"]["corr"] - (train["SHAPE"]["corr_shuffled"] + 0.2)) < 0.05  # "near ... + 0.2"
 
@@ -225,14 +227,9 @@ def test_the_capstone_feature_by_feature_reading_is_the_measured_one(index):
 def test_the_eta_sweep_is_the_measured_one():
     etas = _result("latent_eta_sweep.json")["etas"]
     order = sorted(etas, key=float)
-    _says(
-        "eta "
-        + ", ".join(f"{float(e):g}" for e in order[:-1])
-        + f" and {float(order[-1]):g} gave mean correlations "
-        + ", ".join(f"{etas[e]['corr']:.2f}" for e in order[:-1])
-        + f" and {etas[order[-1]]['corr']:.2f} and feature FD "
-        + ", ".join(f"{etas[e]['fd']:.2f}" for e in order[:-1])
-        + f" and {etas[order[-1]]['fd']:.2f}"
-    )
+    names = _listed(f"{float(e):g}" for e in order)
+    corr = _listed(f"{etas[e]['corr']:.2f}" for e in order)
+    fd = _listed(f"{etas[e]['fd']:.2f}" for e in order)
+    _says(f"eta {names} gave mean correlations {corr} and feature FD {fd}")
     best = max(etas, key=lambda e: etas[e]["corr"])
     assert float(best) == 1.0 and etas[best]["fd"] == min(v["fd"] for v in etas.values())  # "eta = 1 stays"
