@@ -19,6 +19,7 @@ says how to remove it by hand. Whoever takes a lock owns the place: temporary fi
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -134,14 +135,14 @@ def lock(
     machine holds it (for short holds such as a cache write). A stale lock (a process of this
     machine that no longer runs) is taken over with a warning. Once held, the temporary files
     :func:`atomic_path` left in the folder (or beside the file, and beside each of ``covers``)
-    are removed, with a warning saying how many. The lock is released on leaving the block,
+    are removed, and so is a stale lock a killed take-over left set aside, with a warning saying how many. The lock is released on leaving the block,
     also on an exception; yields the lock file's path.
     """
     path = Path(path)
     lock_file = lock_path_of(path)
     mine = _acquire(lock_file, path, what, wait)
     try:
-        removed = remove_temps(path, [*covers, lock_file])
+        removed = remove_temps(path, [*covers, lock_file]) + _remove_stale_asides(lock_file)
         if removed:
             warnings.warn(f"removed {removed} temporary file(s) left in {path} by an interrupted run", stacklevel=3)
         yield lock_file
@@ -289,14 +290,31 @@ def _busy_or_take_over(lock_file: Path, path: Path, what: str) -> tuple[bool, Ru
     )
 
 
+def _remove_stale_asides(lock_file: Path) -> int:
+    """Delete the ``LOCK.stale-PID`` files that :func:`_take_over` leaves when it is killed between
+    moving a stale lock aside and deleting it; an aside whose process still runs is left alone."""
+    removed = 0
+    for aside in lock_file.parent.glob(f"{glob.escape(lock_file.name)}.stale-*"):
+        pid = aside.name.rpartition("-")[2]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            aside.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
 def _take_over(lock_file: Path, raw: bytes, message: str) -> None:
     """Remove a stale lock whose bytes were ``raw``, unless another process replaced it meanwhile."""
     aside = lock_file.with_name(f"{lock_file.name}.stale-{os.getpid()}")
     try:
         os.replace(lock_file, aside)  # atomic: exactly one process moves any one lock file
+        moved = aside.read_bytes()
     except FileNotFoundError:
         return
-    if aside.read_bytes() != raw:  # someone took it over and locked it in between: put theirs back
+    if moved != raw:  # someone took it over and locked it in between: put theirs back
         if not lock_file.exists():
             os.replace(aside, lock_file)
         else:

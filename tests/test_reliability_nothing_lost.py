@@ -8,6 +8,7 @@ entry point                  failure family                   test
 files.lock                   holder record, release on error  test_lock_records_its_holder_and_releases_on_errors
 files.lock                   same process locks twice         test_the_same_process_locking_twice_is_told_so
 files.lock                   lock file cut short              test_an_unreadable_lock_is_busy_while_fresh_stale_when_old
+files.lock                   take-over killed midway          test_a_lock_set_aside_by_a_killed_take_over_is_removed
 training.train               second run at once (RunBusy)     test_two_runs_into_one_folder_the_second_is_busy
 training.train               stale lock of a killed run       (same test: the first run is killed, the lock taken over)
 training.train               stale lock of a dead pid         test_a_stale_lock_of_a_dead_process_is_taken_over
@@ -209,6 +210,19 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     with pytest.warns(UserWarning, match=rf"process {pid} on this machine .* no longer runs"):
         assert _train(run).epoch == 1
     assert not (run / ".lock").exists()
+
+
+def test_a_lock_set_aside_by_a_killed_take_over_is_removed(tmp_path):
+    target = tmp_path / "model.safetensors"
+    lock_file = files.lock_path_of(target)
+    dead, alive = _dead_pid(), os.getpid()
+    # what a process killed inside the take-over leaves: the stale lock moved aside, not yet deleted
+    _write_lock(lock_file.with_name(f"{lock_file.name}.stale-{dead}"), pid=dead)
+    _write_lock(lock_file.with_name(f"{lock_file.name}.stale-{alive}"), pid=dead)  # a take-over still running
+    with pytest.warns(UserWarning, match="removed 1 temporary file"):
+        with files.lock(target, what="weights"):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"model.safetensors.lock.stale-{alive}"]
 
 
 def test_training_resumes_from_a_rolled_back_checkpoint(tmp_path):
