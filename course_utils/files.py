@@ -135,8 +135,9 @@ def lock(
     machine holds it (for short holds such as a cache write). A stale lock (a process of this
     machine that no longer runs) is taken over with a warning. Once held, the temporary files
     :func:`atomic_path` left in the folder (or beside the file, and beside each of ``covers``)
-    are removed, and so is a stale lock a killed take-over left set aside, with a warning saying how many. The lock is released on leaving the block,
-    also on an exception; yields the lock file's path.
+    are removed, and so is a stale lock that a killed take-over left set aside, with a warning
+    saying how many. The lock is released on leaving the block, also on an exception; yields the
+    lock file's path.
     """
     path = Path(path)
     lock_file = lock_path_of(path)
