@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import photo_data, training
@@ -222,10 +223,16 @@ class LatentSet:
         return self.features.mean(0), self.features.std(0)
 
 
+CROP_FROM = 4  # variants from here on are zoomed crops
+CROP_SIDE = (0.6, 0.9)  # a crop's side as a fraction of the photo's
+
+
 def variant_pixels(image: Tensor, variant: int, key: str, *, seed: int = 0) -> Tensor:
     """Variant ``variant`` of one uint8 photo (3, H, W) as float (3, H, W) in [0, 1]: 0 as it is,
-    1 flipped left-right, 2 and up the course's colour jitter (and a coin-flip) drawn from
-    (seed, the photo's content ``key``, variant), so a variant never depends on the others."""
+    1 flipped left-right, 2 and 3 the course's colour jitter (and a coin-flip), 4 and up a zoomed
+    crop (a square of side ``CROP_SIDE`` of the photo's, at a random place, coin-flipped, resized
+    back to H x W), so outlines and holes change with the features measured on them. The random
+    draws come from (seed, the photo's content ``key``, variant): a variant never depends on the others."""
     x = image.float()[None] / 255.0
     if variant == 0:
         return x[0]
@@ -234,11 +241,23 @@ def variant_pixels(image: Tensor, variant: int, key: str, *, seed: int = 0) -> T
     g = torch.Generator().manual_seed(
         int.from_bytes(hashlib.sha256(f"{seed}:{key}:{variant}".encode()).digest()[:8], "big")
     )
-    return photo_data.augment(x, photo_data.DEFAULT_AUGMENT, g)[0]
+    if variant < CROP_FROM:
+        return photo_data.augment(x, photo_data.DEFAULT_AUGMENT, g)[0]
+    H, W = x.shape[-2:]
+    lo, hi = CROP_SIDE
+    side = lo + (hi - lo) * torch.rand((), generator=g).item()
+    h, w = max(1, round(side * H)), max(1, round(side * W))
+    top = int(torch.randint(0, H - h + 1, (), generator=g))
+    left = int(torch.randint(0, W - w + 1, (), generator=g))
+    crop = x[..., top : top + h, left : left + w]
+    if torch.rand((), generator=g).item() < 0.5:
+        crop = crop.flip(-1)
+    return F.interpolate(crop, size=(H, W), mode="bicubic", align_corners=False)[0].clamp(0, 1)
 
 
 def _chunk_key(ae_digest: str, keys: Sequence[str], variants: int, seed: int) -> str:
-    h = hashlib.sha256(f"latents-v1:{ae_digest}:{variants}:{seed}:{photo_data.DEFAULT_AUGMENT}".encode())
+    crops = f":crops {CROP_SIDE}" if variants > CROP_FROM else ""  # chunks of up to 4 variants never hold crops
+    h = hashlib.sha256(f"latents-v1:{ae_digest}:{variants}:{seed}:{photo_data.DEFAULT_AUGMENT}{crops}".encode())
     for k in keys:
         h.update(k.encode())
     return h.hexdigest()[:24]
@@ -457,7 +476,7 @@ def load_latent_model(
 
 AE_CONFIG = AEConfig(latent_channels=8)  # the shipped autoencoder's layout
 AE_SETTINGS = dict(epochs=8)  # and its training settings beyond AE_DEFAULTS
-VARIANTS = 4  # cached variants per training photo: as is, flipped, two colour jitters
+VARIANTS = 4  # cached variants per training photo: as is, flipped, two colour jitters (--variants 8 adds 4 crops)
 LATENT_SETTINGS = dict(epochs=8)  # the latent UNet's settings beyond LATENT_DEFAULTS
 LATENT_WIDTH = 48  # the latent UNet's first-level channels (32: 1.6M parameters, 48: 3.7M)
 
@@ -564,11 +583,13 @@ def build_latent_model(
     out: str | Path | None = None,
     run_dir: str | Path | None = None,
     epochs: int | None = None,
+    variants: int | None = None,
     autoencoder: str | Path = "photo-ae",
     progress: bool = True,
 ) -> Path:
     """Train the shipped latent UNet's recipe on the cached latents of the training split (resuming
-    ``run_dir``) and export it (float16) with its record, which names the autoencoder's SHA-256."""
+    ``run_dir``) and export it (float16) with its record, which names the autoencoder's SHA-256.
+    ``variants``: cached variants per photo (default ``VARIANTS``; see :func:`variant_pixels`)."""
     import time
 
     from . import checkpoints, config, photos
@@ -576,7 +597,8 @@ def build_latent_model(
     ae, ae_record = load_autoencoder(autoencoder, device=torch.device("cpu"))
     ps, train_idx, held_idx = _photos_and_split(progress)
     t0 = time.time()
-    cache = latent_cache(ae, ps.images[train_idx], variants=VARIANTS, progress=progress)
+    variants = int(variants or VARIANTS)
+    cache = latent_cache(ae, ps.images[train_idx], variants=variants, progress=progress)
     cache_seconds = time.time() - t0
     settings = dict(LATENT_SETTINGS, **({"epochs": epochs} if epochs else {}))
     run_dir = Path(run_dir) if run_dir is not None else config.runs_dir() / "photo-latent"
@@ -586,14 +608,14 @@ def build_latent_model(
         autoencoder_record=dict(ae_record, file=Path(_checkpoint_file(autoencoder)).name),
         run_dir=run_dir,
         progress=progress,
-        extra=dict(variants=VARIANTS, split=dict(fraction=HELD_OUT, seed=SPLIT_SEED, train=len(train_idx))),
+        extra=dict(variants=variants, split=dict(fraction=HELD_OUT, seed=SPLIT_SEED, train=len(train_idx))),
         **settings,
     )
     seconds = sum(result.epoch_seconds)
     machine = checkpoints.machine_description("cpu")
     recipe = recipe.replace(
         extra=dict(recipe.extra, x0_clip=X0_CLIP),
-        trained=f"{result.epoch} epochs over {len(cache)} cached latents ({VARIANTS} variants of {len(train_idx)} "
+        trained=f"{result.epoch} epochs over {len(cache)} cached latents ({variants} variants of {len(train_idx)} "
         f"photos, cached in {cache_seconds:.0f} s), {result.step} steps, {seconds:.0f} s of training on {machine}",
     )
     out = Path(out) if out is not None else config.checkpoint_dir() / "photo-latent.safetensors"
@@ -602,7 +624,8 @@ def build_latent_model(
 
 def train_main(name: str, argv: list[str] | None = None) -> int:
     """``python -m course_utils train photo-ae | photo-latent [--epochs N] [--out FILE] [--run-dir DIR]``:
-    rebuild a shipped half of the latent photo model from its recipe (resuming the run folder)."""
+    rebuild a shipped half of the latent photo model from its recipe (resuming the run folder);
+    ``photo-latent`` also takes ``--variants N``, the cached variants per photo."""
     from .__main__ import _OneLineParser, _positive_int, _unwritable
 
     p = _OneLineParser(
@@ -610,6 +633,13 @@ def train_main(name: str, argv: list[str] | None = None) -> int:
         description=(build_autoencoder if name == "photo-ae" else build_latent_model).__doc__,
     )
     p.add_argument("--epochs", type=_positive_int, default=None, help="override the recipe's epochs")
+    if name == "photo-latent":
+        p.add_argument(
+            "--variants",
+            type=_positive_int,
+            default=None,
+            help=f"cached variants per photo (default {VARIANTS}; 5 and up add zoomed crops)",
+        )
     p.add_argument(
         "--out", type=Path, default=None, help=f"checkpoint to write (default: the course's {name}.safetensors)"
     )
@@ -621,6 +651,7 @@ def train_main(name: str, argv: list[str] | None = None) -> int:
         if problem:
             p.error(f"argument {option}: cannot write there ({problem})")
     build = build_autoencoder if name == "photo-ae" else build_latent_model
-    path = build(out=args.out, run_dir=args.run_dir, epochs=args.epochs, progress=not args.no_progress)
+    more = dict(variants=args.variants) if name == "photo-latent" else {}
+    path = build(out=args.out, run_dir=args.run_dir, epochs=args.epochs, progress=not args.no_progress, **more)
     print(f"saved {path}")
     return 0

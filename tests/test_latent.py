@@ -122,6 +122,19 @@ def test_variants_and_their_features():
     assert not torch.equal(latent.variant_pixels(img, 2, "other"), v2a)
 
 
+def test_crop_variants_zoom_into_the_photo():
+    W = 64
+    ramp = torch.linspace(0, 255, W).round().to(torch.uint8).expand(3, W, W).clone()  # brightness grows left to right
+    lo, hi = latent.CROP_SIDE
+    crops = [latent.variant_pixels(ramp, v, "k") for v in range(latent.CROP_FROM, latent.CROP_FROM + 4)]
+    for crop in crops:
+        assert crop.shape == (3, W, W) and 0 <= crop.min() and crop.max() <= 1
+        span = crop[0, W // 2, 2:-2].max() - crop[0, W // 2, 2:-2].min()  # a zoomed crop shows part of the ramp
+        assert lo - 0.1 < span < hi + 0.02, span
+    assert torch.equal(crops[0], latent.variant_pixels(ramp, latent.CROP_FROM, "k"))  # drawn from the key alone
+    assert not torch.equal(crops[0], crops[1])
+
+
 def test_latent_cache_is_reused_and_keyed_by_content_and_autoencoder(tmp_path):
     torch.manual_seed(0)
     ae = autoencoder.Autoencoder(TINY_AE).eval()
@@ -218,6 +231,19 @@ def test_train_command_refuses_an_unwritable_place_before_any_work(tmp_path, cap
     assert stop.value.code == 2 and "cannot write there" in capsys.readouterr().err
 
 
+def test_only_the_latent_train_command_takes_variants(tmp_path, monkeypatch, capsys):
+    asked = {}
+    monkeypatch.setattr(latent, "build_latent_model", lambda **kw: asked.update(kw) or tmp_path / "m.safetensors")
+    assert latent.train_main("photo-latent", ["--variants", "8", "--epochs", "4", "--no-progress"]) == 0
+    assert asked["variants"] == 8 and asked["epochs"] == 4
+    assert latent.train_main("photo-latent", ["--no-progress"]) == 0 and asked["variants"] is None  # the recipe's
+    for name, argv in (("photo-latent", ["--variants", "0"]), ("photo-ae", ["--variants", "8"])):
+        with pytest.raises(SystemExit) as stop:
+            latent.train_main(name, argv)
+        assert stop.value.code == 2
+    assert "--variants" in capsys.readouterr().err
+
+
 def test_the_two_build_commands_export_records_that_load_together(tmp_path, monkeypatch, tmp_course_dirs):
     from course_utils import checkpoints, photo_data
 
@@ -233,11 +259,17 @@ def test_the_two_build_commands_export_records_that_load_together(tmp_path, monk
     record = checkpoints.read_record(ae_path)
     assert record["split"] == dict(fraction=0.1, seed=0, train=10, held_out=2)
     assert record["scores"]["photos"] == 2 and "s of training on" in record["recipe"]["trained"]
+    variants = latent.CROP_FROM + 1  # the shipped four and one zoomed crop (train photo-latent --variants 5)
     lat_path = latent.build_latent_model(
-        out=tmp_path / "photo-latent.safetensors", run_dir=tmp_path / "lat", autoencoder=ae_path, progress=False
+        out=tmp_path / "photo-latent.safetensors",
+        run_dir=tmp_path / "lat",
+        variants=variants,
+        autoencoder=ae_path,
+        progress=False,
     )
     model, lat_record = latent.load_latent_model(lat_path, autoencoder=ae_path)
     extra = lat_record["recipe"]["extra"]
     assert extra["autoencoder_sha256"] == record["sha256"] and extra["x0_clip"] == latent.X0_CLIP
-    assert extra["latents"] == 10 * latent.VARIANTS and model.x0_clip == latent.X0_CLIP
+    assert extra["latents"] == 10 * variants == 10 * extra["variants"] and model.x0_clip == latent.X0_CLIP
+    assert f"({variants} variants of 10 photos" in lat_record["recipe"]["trained"]
     assert photos.generate(model, feats[:1], steps=2).shape == (1, 3, 32, 32)

@@ -233,3 +233,34 @@ def test_the_eta_sweep_is_the_measured_one():
     _says(f"eta {names} gave mean correlations {corr} and feature FD {fd}")
     best = max(etas, key=lambda e: etas[e]["corr"])
     assert float(best) == 1.0 and etas[best]["fd"] == min(v["fd"] for v in etas.values())  # "eta = 1 stays"
+
+
+def test_the_crop_variant_trial_is_the_measured_one():
+    trial = _result("latent_crop_variants.json")
+    crops, shipped = trial["held_out_protocol"]["latent (256 px)"], _latent()["latent (256 px)"]
+    c, s = crops["fidelity"], shipped["fidelity"]
+    seen = trial["training_requests"]["guidance_scales"]["2.0"]["groups"]
+    seen_shipped = _result("latent_training_requests.json")["guidance_scales"]["2.0"]["groups"]
+    minutes = sum(trial["epoch_seconds"]) / 60
+    caching = int(re.search(r"cached in (\d+) s", trial["trained"]).group(1)) / 60
+    shipped_steps = json.loads((ROOT / "data" / "checkpoints" / "photo-latent.json").read_text())["steps"]
+    _says(f"keep the number of steps ({trial['steps']:,} against {shipped_steps:,})")
+    _says(f"Trained in {minutes:.0f} minutes after {caching:.0f} minutes of caching")
+    _says(
+        f"SHAPE correlation {c['SHAPE']['corr']:.2f} and TOPOLOGY {c['TOPOLOGY']['corr']:.2f} (shipped model: "
+        f"{s['SHAPE']['corr']:.2f} and {s['TOPOLOGY']['corr']:.2f}), COLOR MAE {c['COLOR']['mae']:.3f} and "
+        f"LIGHTING MAE {c['LIGHTING']['mae']:.3f} ({s['COLOR']['mae']:.3f} and {s['LIGHTING']['mae']:.3f}), "
+        f"feature FD {crops['fd_vs_held_out']:.3f} ({shipped['fd_vs_held_out']:.3f})"
+    )
+    _says(
+        f"reads SHAPE {seen['SHAPE']['corr']:.2f} and TOPOLOGY {seen['TOPOLOGY']['corr']:.2f}, against the shipped "
+        f"model's {seen_shipped['SHAPE']['corr']:.2f} and {seen_shipped['TOPOLOGY']['corr']:.2f}"
+    )
+    assert all(seen[g]["corr"] < seen_shipped[g]["corr"] for g in ("SHAPE", "TOPOLOGY"))  # "fitting the seen ones less"
+    assert all(abs(c[g]["corr"] - s[g]["corr"]) < 0.06 for g in GROUPS)  # "within about one standard error"
+    _says(
+        f"SHAPE would pass ({c['SHAPE']['corr']:.2f} against {c['SHAPE']['corr_shuffled']:.2f} + 0.2) only because "
+        f"its shuffled baseline moved from {s['SHAPE']['corr_shuffled']:.2f} to {c['SHAPE']['corr_shuffled']:.2f}"
+    )
+    assert round(c["SHAPE"]["corr"], 2) >= round(c["SHAPE"]["corr_shuffled"], 2) + 0.2
+    assert round(s["SHAPE"]["corr"], 2) < round(s["SHAPE"]["corr_shuffled"], 2) + 0.2
