@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import checkpoints, config, data, training
+from . import checkpoints, config, data, predictions, training
 from .errors import CheckpointError
 from .files import sha256_file
 from .recipes import Recipe
@@ -150,7 +150,7 @@ def classification_loss(
 def evaluate(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 128) -> float:
     """Accuracy of ``model`` on images in [-1, 1] with integer ``labels``."""
     model.eval()
-    device = next(model.parameters()).device
+    device = predictions.device_of(model)
     correct = 0
     for i in range(0, len(images), batch_size):
         logits = model(images[i : i + batch_size].to(device))

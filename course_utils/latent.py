@@ -282,7 +282,7 @@ def latent_cache(
     weights, the photos' contents (SHA-256 of their pixels), the variants and the seed: a retrained
     autoencoder or a changed photo makes new chunks, and an interrupted run keeps the finished ones.
     """
-    from . import checkpoints, config, features, files
+    from . import checkpoints, config, features, files, predictions
     from .fewstep import weights_digest
 
     if int(variants) < 1 or images.dim() != 4 or images.dtype != torch.uint8:
@@ -292,7 +292,7 @@ def latent_cache(
     folder = Path(folder) if folder is not None else config.cache_dir() / "latents"
     folder.mkdir(parents=True, exist_ok=True)
     digest = weights_digest(ae)
-    device = next(ae.parameters()).device
+    device = predictions.device_of(ae)
     keys = [hashlib.sha256(img.numpy().tobytes()).hexdigest() for img in images]
     parts = []
     from tqdm.auto import tqdm

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import classifier, data
+from . import classifier, data, predictions
 from .classifier import (  # noqa: F401  (the classifier lived here; its names stay importable)
     CLASSIFIER_FILE,
     CLASSIFIER_SHA256,
@@ -183,7 +183,7 @@ def _prepare(images: Tensor, scale: str) -> Tensor:
 def _run(images: Tensor, scale: str, what: str, batch_size: int = 128) -> Tensor:
     x = _prepare(images, scale)  # checked before the classifier loads
     model = load_classifier()
-    device = next(model.parameters()).device
+    device = predictions.device_of(model)
     outs = []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(device)

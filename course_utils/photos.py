@@ -162,7 +162,7 @@ def generate(
     check_streams(generator, B)
     if noise is not None and tuple(noise.shape) != shape:
         raise BadRequest(f"noise must have shape {shape}, got {tuple(noise.shape)}")
-    device = next(model.parameters()).device
+    device = predictions.device_of(model)
     decoder = getattr(model, "autoencoder", None)  # a latent model: sample latents, then decode them
     start = randn(shape, generator)  # the first draw of each stream: the start noise
     if noise is not None:
@@ -559,7 +559,7 @@ def export(
         steps=result.step,
         epoch_losses=result.epoch_losses,
         epoch_seconds=[round(s, 1) for s in result.epoch_seconds],
-        machine=checkpoints.machine_description(next(model.parameters()).device),
+        machine=checkpoints.machine_description(predictions.device_of(model)),
     )
     return checkpoints.export_weights(model, path, record, half=half)
 

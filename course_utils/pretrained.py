@@ -216,7 +216,7 @@ def generate(
     check_streams(generator, n)
     if generator is None and seed is not None:
         generator = PerSample.from_seed(seed, n)
-    device = next(model.parameters()).device
+    device = predictions.device_of(model)
     x = randn((n, 1, r.unet.image_size, r.unet.image_size), generator, device)
     cond = None
     model_fn = predictions.with_prediction(model, r.prediction)

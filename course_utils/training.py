@@ -31,7 +31,7 @@ from typing import Callable, Iterable
 import torch
 from torch import Tensor, nn
 
-from . import progress
+from . import predictions, progress
 
 # the checkpoint format lives in checkpoints.py; these names stay importable from here
 from .checkpoints import (  # noqa: F401
@@ -304,7 +304,7 @@ def train(
     if epochs < 0 or batch_size < 1:
         raise ValueError("need epochs >= 0 and batch_size >= 1")
     tensors = _as_tensors(data)
-    device = next(model.parameters()).device
+    device = predictions.device_of(model)
     run_dir = Path(run_dir) if run_dir is not None else None
     opt = _make_optimizer(optimizer, model.parameters(), lr, weight_decay)
     ema = copy.deepcopy(model).eval().requires_grad_(False) if ema_decay is not None else None
