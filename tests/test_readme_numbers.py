@@ -264,3 +264,29 @@ def test_the_crop_variant_trial_is_the_measured_one():
     )
     assert round(c["SHAPE"]["corr"], 2) >= round(c["SHAPE"]["corr_shuffled"], 2) + 0.2
     assert round(s["SHAPE"]["corr"], 2) < round(s["SHAPE"]["corr_shuffled"], 2) + 0.2
+
+
+def test_the_longer_run_is_the_measured_one():
+    run = _result("latent_longer_run.json")
+    more, shipped = run["continued"], run["shipped"]
+    held, before = run["held_out"]["fidelity"], _latent()["latent (256 px)"]
+    seen = run["training_requests"]["groups"]
+    seen_before = _result("latent_training_requests.json")["guidance_scales"]["2.0"]["groups"]
+    s = before["fidelity"]
+    _says(f"for {more['epochs']} more epochs ({more['steps']:,} steps on top of its {shipped['steps']:,})")
+    _says(f"at its final learning rate, {more['lr']:.0e}, held constant".replace("e-0", "e-"))
+    _says(f"the training loss went from {shipped['epoch_losses'][-1]:.4f} to {more['epoch_losses'][-1]:.4f}")
+    _says(
+        f"SHAPE correlation {held['SHAPE']['corr']:.2f} and TOPOLOGY {held['TOPOLOGY']['corr']:.2f} (shipped model: "
+        f"{s['SHAPE']['corr']:.2f} and {s['TOPOLOGY']['corr']:.2f}), COLOR MAE {held['COLOR']['mae']:.3f} and "
+        f"LIGHTING MAE {held['LIGHTING']['mae']:.3f} ({s['COLOR']['mae']:.3f} and {s['LIGHTING']['mae']:.3f}), "
+        f"feature FD {run['held_out']['fd_vs_held_out']:.3f} ({before['fd_vs_held_out']:.3f}); on the 256 training "
+        f"requests SHAPE {seen['SHAPE']['corr']:.2f} and TOPOLOGY {seen['TOPOLOGY']['corr']:.2f} "
+        f"({seen_before['SHAPE']['corr']:.2f} and {seen_before['TOPOLOGY']['corr']:.2f})"
+    )
+    _says(f"{sum(more['epoch_seconds']) / 60:.0f} minutes of training on two threads")
+    # "does not move the missed goals": every goal missed before is still missed
+    for g in ("SHAPE", "TOPOLOGY"):
+        assert round(held[g]["corr"], 2) < round(held[g]["corr_shuffled"], 2) + 0.2
+    for g in ("COLOR", "LIGHTING"):
+        assert held[g]["mae"] > 0.6 * held[g]["mae_shuffled"]
