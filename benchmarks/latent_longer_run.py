@@ -25,9 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the protocol's own drawing and sweep
 
-from latent_photo_eval import draw, training_sweep  # noqa: E402
+from latent_photo_eval import held_out_requests, protocol_scores, training_sweep  # noqa: E402
 
-from course_utils import checkpoints, config, features, latent, losses, metrics, photo_data, photos, training  # noqa: E402
+from course_utils import checkpoints, config, latent, losses, photo_data, photos, training  # noqa: E402
 
 
 def main() -> None:
@@ -65,13 +65,9 @@ def main() -> None:
     )
     longer = latent.LatentDiffusion(result.final_model.eval(), shipped.autoencoder, x0_clip=shipped.x0_clip)
 
-    pick = held_idx[torch.randperm(len(held_idx), generator=torch.Generator().manual_seed(0))[: args.n]]
-    requested = ps.features[pick]  # the protocol's requests, as latent_photo_eval.py draws them
-    images = draw(longer, requested, upsample_to=None, batch=16, seed=0, steps=50, w=2.0)
-    measured = features.extract_batch(images)
-    scores = photos.feature_fidelity(requested, measured)
     print("held-out requests, continued model:")
-    print(photos.format_fidelity(scores))
+    requested, real_held = held_out_requests(ps, held_idx, args.n), ps.features[held_idx].numpy()
+    held_out = protocol_scores(longer, requested, real_held, upsample_to=None, steps=50, w=2.0)
     out = dict(
         continued=dict(
             epochs=args.epochs,
@@ -83,10 +79,7 @@ def main() -> None:
             machine=checkpoints.machine_description("cpu"),
         ),
         shipped=dict(steps=record["steps"], epoch_losses=[round(v, 4) for v in record["epoch_losses"]]),
-        held_out=dict(
-            fidelity={g: {k: round(v, 4) for k, v in sc.items()} for g, sc in scores.items()},
-            fd_vs_held_out=round(metrics.frechet_distance(measured.numpy(), ps.features[held_idx].numpy()), 4),
-        ),
+        held_out=held_out,
         # the same 256 training requests as latent_photo_eval.py --guidance-sweep 2 --n 256
         training_requests=training_sweep(
             longer, ps, train_idx, {"2.0": (shipped.x0_clip, 2.0, 1.0)}, n=args.n, steps=50

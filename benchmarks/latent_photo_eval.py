@@ -77,6 +77,34 @@ def seconds_per_image(model, feats, *, threads: int, steps: int, w: float, repea
         torch.set_num_threads(old)
 
 
+def held_out_requests(ps, held_idx, n: int) -> torch.Tensor:
+    """The protocol's requests: the features of ``n`` held-out photos, chosen with seed 0."""
+    pick = held_idx[torch.randperm(len(held_idx), generator=torch.Generator().manual_seed(0))[:n]]
+    return ps.features[pick]
+
+
+def protocol_scores(model, requested, real_held, *, upsample_to: int | None, steps: int, w: float) -> dict:
+    """Draw one image per request (image i from seed i), measure it, and score it by the protocol:
+    per group and per feature, the hue both ways round, and the feature-space FD to ``real_held``."""
+    started = time.perf_counter()
+    images = draw(model, requested, upsample_to=upsample_to, batch=16, seed=0, steps=steps, w=w)
+    seconds = time.perf_counter() - started
+    measured = features.extract_batch(images)
+    scores = photos.feature_fidelity(requested, measured)
+    print()
+    print(photos.format_fidelity(scores))
+    return dict(
+        fidelity={g: {k: round(v, 4) for k, v in s.items()} for g, s in scores.items()},
+        fd_vs_held_out=round(metrics.frechet_distance(measured.numpy(), real_held), 4),
+        seconds_for_all=round(seconds, 1),
+        per_feature={
+            name: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+            for name, row in photos.feature_fidelity_by_feature(requested, measured).items()
+        },
+        dominant_hue={k: round(v, 4) for k, v in photos.hue_errors(requested, measured).items()},
+    )
+
+
 def training_sweep(model, ps, train_idx, settings: dict, *, n: int, steps: int) -> dict:
     """Choose a sampling setting on TRAINING photos' requests (the held-out ones stay for the
     protocol): per setting ``name -> (x0 bound, guidance w, eta)``, the feature error and correlation
@@ -124,8 +152,7 @@ def main() -> None:
     torch.set_num_threads(2)
     ps = photo_data.load_photos(size=256, progress=False)
     train_idx, held_idx = latent.split_indices(ps.paths, ps.folder)
-    pick = held_idx[torch.randperm(len(held_idx), generator=torch.Generator().manual_seed(0))[: args.n]]
-    requested = ps.features[pick]
+    requested = held_out_requests(ps, held_idx, args.n)
     if args.clip_sweep or args.guidance_sweep or args.eta_sweep:
         model, _ = latent.load_latent_model(args.model, device=torch.device("cpu"))
         if args.clip_sweep:
@@ -146,7 +173,7 @@ def main() -> None:
     real_held = ps.features[held_idx].numpy()
     floor_rows = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(1))[: args.n]]
     result = dict(
-        protocol=dict(n=int(pick.numel()), steps=args.steps, guidance=args.guidance, seed=0, held_out=len(held_idx)),
+        protocol=dict(n=len(requested), steps=args.steps, guidance=args.guidance, seed=0, held_out=len(held_idx)),
         fd_floor_real_vs_real=round(metrics.frechet_distance(ps.features[floor_rows].numpy(), real_held), 4),
     )
     models = {}
@@ -155,24 +182,10 @@ def main() -> None:
     p32, _ = photos.load_photo_model("photo-32.safetensors", device=torch.device("cpu"))
     models["photo-32 upsampled to 256"] = (p32, 256)
     for name, (m, up) in models.items():
-        started = time.perf_counter()
-        images = draw(m, requested, upsample_to=up, batch=16, seed=0, steps=args.steps, w=args.guidance)
-        seconds = time.perf_counter() - started
-        measured = features.extract_batch(images)
-        scores = photos.feature_fidelity(requested, measured)
-        result[name] = dict(
-            fidelity={g: {k: round(v, 4) for k, v in s.items()} for g, s in scores.items()},
-            fd_vs_held_out=round(metrics.frechet_distance(measured.numpy(), real_held), 4),
-            seconds_for_all=round(seconds, 1),
-            per_feature={
-                name: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
-                for name, row in photos.feature_fidelity_by_feature(requested, measured).items()
-            },
-            dominant_hue={k: round(v, 4) for k, v in photos.hue_errors(requested, measured).items()},
-        )
+        print(f"\n{name}:")
+        result[name] = protocol_scores(m, requested, real_held, upsample_to=up, steps=args.steps, w=args.guidance)
         fd, floor = result[name]["fd_vs_held_out"], result["fd_floor_real_vs_real"]
-        print(f"\n{name}: FD {fd:.3f} (floor {floor:.3f}), {seconds:.0f} s")
-        print(photos.format_fidelity(scores))
+        print(f"{name}: FD {fd:.3f} (floor {floor:.3f}), {result[name]['seconds_for_all']:.0f} s")
     result["latent seconds per 256px image, batch 1"] = {
         f"{t} thread{'s' if t > 1 else ''}": round(
             seconds_per_image(model, requested, threads=t, steps=args.steps, w=args.guidance), 2
