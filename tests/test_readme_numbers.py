@@ -235,6 +235,18 @@ def test_the_eta_sweep_is_the_measured_one():
     assert float(best) == 1.0 and etas[best]["fd"] == min(v["fd"] for v in etas.values())  # "eta = 1 stays"
 
 
+def _beside_shipped(trial: dict) -> str:
+    """How the README sets a trial's protocol numbers (fidelity and FD) beside the shipped model's."""
+    c, shipped = trial["fidelity"], _latent()["latent (256 px)"]
+    s = shipped["fidelity"]
+    return (
+        f"SHAPE correlation {c['SHAPE']['corr']:.2f} and TOPOLOGY {c['TOPOLOGY']['corr']:.2f} (shipped model: "
+        f"{s['SHAPE']['corr']:.2f} and {s['TOPOLOGY']['corr']:.2f}), COLOR MAE {c['COLOR']['mae']:.3f} and "
+        f"LIGHTING MAE {c['LIGHTING']['mae']:.3f} ({s['COLOR']['mae']:.3f} and {s['LIGHTING']['mae']:.3f}), "
+        f"feature FD {trial['fd_vs_held_out']:.3f} ({shipped['fd_vs_held_out']:.3f})"
+    )
+
+
 def test_the_crop_variant_trial_is_the_measured_one():
     trial = _result("latent_crop_variants.json")
     crops, shipped = trial["held_out_protocol"]["latent (256 px)"], _latent()["latent (256 px)"]
@@ -246,12 +258,7 @@ def test_the_crop_variant_trial_is_the_measured_one():
     shipped_steps = json.loads((ROOT / "data" / "checkpoints" / "photo-latent.json").read_text())["steps"]
     _says(f"keep the number of steps ({trial['steps']:,} against {shipped_steps:,})")
     _says(f"Trained in {minutes:.0f} minutes after {caching:.0f} minutes of caching")
-    _says(
-        f"SHAPE correlation {c['SHAPE']['corr']:.2f} and TOPOLOGY {c['TOPOLOGY']['corr']:.2f} (shipped model: "
-        f"{s['SHAPE']['corr']:.2f} and {s['TOPOLOGY']['corr']:.2f}), COLOR MAE {c['COLOR']['mae']:.3f} and "
-        f"LIGHTING MAE {c['LIGHTING']['mae']:.3f} ({s['COLOR']['mae']:.3f} and {s['LIGHTING']['mae']:.3f}), "
-        f"feature FD {crops['fd_vs_held_out']:.3f} ({shipped['fd_vs_held_out']:.3f})"
-    )
+    _says(_beside_shipped(crops))
     _says(
         f"reads SHAPE {seen['SHAPE']['corr']:.2f} and TOPOLOGY {seen['TOPOLOGY']['corr']:.2f}, against the shipped "
         f"model's {seen_shipped['SHAPE']['corr']:.2f} and {seen_shipped['TOPOLOGY']['corr']:.2f}"
@@ -269,18 +276,14 @@ def test_the_crop_variant_trial_is_the_measured_one():
 def test_the_longer_run_is_the_measured_one():
     run = _result("latent_longer_run.json")
     more, shipped = run["continued"], run["shipped"]
-    held, before = run["held_out"]["fidelity"], _latent()["latent (256 px)"]
+    held = run["held_out"]["fidelity"]
     seen = run["training_requests"]["groups"]
     seen_before = _result("latent_training_requests.json")["guidance_scales"]["2.0"]["groups"]
-    s = before["fidelity"]
     _says(f"for {more['epochs']} more epochs ({more['steps']:,} steps on top of its {shipped['steps']:,})")
     _says(f"at its final learning rate, {more['lr']:.0e}, held constant".replace("e-0", "e-"))
     _says(f"the training loss went from {shipped['epoch_losses'][-1]:.4f} to {more['epoch_losses'][-1]:.4f}")
     _says(
-        f"SHAPE correlation {held['SHAPE']['corr']:.2f} and TOPOLOGY {held['TOPOLOGY']['corr']:.2f} (shipped model: "
-        f"{s['SHAPE']['corr']:.2f} and {s['TOPOLOGY']['corr']:.2f}), COLOR MAE {held['COLOR']['mae']:.3f} and "
-        f"LIGHTING MAE {held['LIGHTING']['mae']:.3f} ({s['COLOR']['mae']:.3f} and {s['LIGHTING']['mae']:.3f}), "
-        f"feature FD {run['held_out']['fd_vs_held_out']:.3f} ({before['fd_vs_held_out']:.3f}); on the 256 training "
+        f"{_beside_shipped(run['held_out'])}; on the 256 training "
         f"requests SHAPE {seen['SHAPE']['corr']:.2f} and TOPOLOGY {seen['TOPOLOGY']['corr']:.2f} "
         f"({seen_before['SHAPE']['corr']:.2f} and {seen_before['TOPOLOGY']['corr']:.2f})"
     )
