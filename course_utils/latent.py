@@ -395,11 +395,13 @@ def train_latent_model(
     run_dir: str | Path | None = None,
     progress: bool = True,
     extra: dict | None = None,
+    snr_gamma: float | None = None,
     **settings,
 ) -> tuple[nn.Module, training.TrainResult, Recipe]:
     """Train the latent UNet on ``cache`` (DDPM epsilon loss, cosine T = 1000, condition dropout for
     CFG) with the course's one loop (:func:`training.train`: EMA, checkpoints, resume). Returns
-    ``(EMA UNet, result, recipe)``; wrap the UNet with :class:`LatentDiffusion` to draw photos."""
+    ``(EMA UNet, result, recipe)``; wrap the UNet with :class:`LatentDiffusion` to draw photos.
+    ``snr_gamma``: Min-SNR weighting of the loss (:func:`losses.ddpm_loss`), kept in the record."""
     import functools
 
     from . import features, losses, photos, predictions
@@ -428,6 +430,7 @@ def train_latent_model(
             autoencoder=ae_rec.get("file", "photo-ae.safetensors"),
             autoencoder_sha256=ae_rec.get("sha256"),
             latents=len(cache),
+            **({"snr_gamma": snr_gamma} if snr_gamma is not None else {}),
             **(extra or {}),
         ),
         **values,
@@ -435,7 +438,9 @@ def train_latent_model(
     torch.manual_seed(recipe.seed)
     unet = predictions.with_prediction(build_unet(cfg), photos.PREDICTION)
     unet.set_condition_stats(mean, std)
-    loss_fn = functools.partial(losses.ddpm_loss, schedule=photos.schedule(), p_uncond=recipe.p_uncond)
+    loss_fn = functools.partial(
+        losses.ddpm_loss, schedule=photos.schedule(), p_uncond=recipe.p_uncond, snr_gamma=snr_gamma
+    )
     result = training.train(
         unet,
         loss_fn,
@@ -586,10 +591,12 @@ def build_latent_model(
     variants: int | None = None,
     autoencoder: str | Path = "photo-ae",
     progress: bool = True,
+    snr_gamma: float | None = None,
 ) -> Path:
     """Train the shipped latent UNet's recipe on the cached latents of the training split (resuming
     ``run_dir``) and export it (float16) with its record, which names the autoencoder's SHA-256.
-    ``variants``: cached variants per photo (default ``VARIANTS``; see :func:`variant_pixels`)."""
+    ``variants``: cached variants per photo (default ``VARIANTS``; see :func:`variant_pixels`);
+    ``snr_gamma``: Min-SNR weighting of the loss (default: none, the simple loss)."""
     import time
 
     from . import checkpoints, config, photos
@@ -609,6 +616,7 @@ def build_latent_model(
         run_dir=run_dir,
         progress=progress,
         extra=dict(variants=variants, split=dict(fraction=HELD_OUT, seed=SPLIT_SEED, train=len(train_idx))),
+        snr_gamma=snr_gamma,
         **settings,
     )
     seconds = sum(result.epoch_seconds)

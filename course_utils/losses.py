@@ -72,12 +72,21 @@ def ddpm_loss(
     schedule: DiscreteSchedule,
     p_uncond: float = 0.0,
     generator: torch.Generator | None = None,
+    snr_gamma: float | None = None,
 ) -> Tensor:
     """DDPM's simple loss (Ho et al. 2020, Algorithm 1): || eps - eps_hat(xt, t) ||^2.
 
     i ~ Uniform{1..T}, t = i / T, xt = sqrt(alpha_bar_i) x0 + sqrt(1 - alpha_bar_i) eps.
     With ``p_uncond > 0`` the conditions are dropped first (classifier-free guidance).
+
+    ``snr_gamma``: Min-SNR-gamma weighting (Hang et al. 2023). The epsilon error at time t equals
+    SNR(t) times the error of the implied x0 estimate, so the simple loss weighs clean images by
+    SNR(t), most of all at the nearly clean steps; each image's term is multiplied by
+    min(SNR(t), gamma) / SNR(t), which caps that weight at gamma and leaves the noisy steps
+    (SNR <= gamma), where the layout is decided, as they are. None: the simple loss.
     """
+    if snr_gamma is not None and not snr_gamma > 0:
+        raise ValueError(f"snr_gamma must be a positive number, got {snr_gamma}")
     x0, cond = unpack(batch)
     B = x0.shape[0]
     cond = drop_condition(cond, p_uncond, generator)  # CFG dropout (None stays None)
@@ -87,7 +96,12 @@ def ddpm_loss(
     eps = randn_like(x0, generator)
     xt = schedule.add_noise(x0, t, eps)
     eps_hat = model(xt, t, cond)
-    return F.mse_loss(eps_hat, eps)
+    if snr_gamma is None:
+        return F.mse_loss(eps_hat, eps)
+    snr = schedule.snr(t).to(x0.dtype)  # (B,)
+    weight = snr.clamp(max=snr_gamma) / snr
+    per_image = (eps_hat - eps).pow(2).flatten(1).mean(1)
+    return (weight * per_image).mean()
 
 
 def flow_matching_loss(

@@ -50,6 +50,35 @@ def test_ddpm_loss_zero_for_an_oracle(make):
     assert loss.item() < 1e-8
 
 
+def test_min_snr_weighting_caps_the_clean_steps_and_keeps_the_noisy_ones():
+    s = schedules.cosine_schedule(1000)
+    x0, _ = _data(5, n=64)
+    seen = {}
+
+    def model(xt, t, cond=None):  # a constant error of 1 per value: each image's term is its weight
+        seen["t"] = t
+        return 1 + targets.eps_from_x0(xt, x0, targets.coef(s.alpha(t), xt), targets.coef(s.sigma(t), xt))
+
+    simple = losses.ddpm_loss(model, x0, schedule=s, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(simple, torch.tensor(1.0))
+    weighted = losses.ddpm_loss(model, x0, schedule=s, generator=torch.Generator().manual_seed(1), snr_gamma=5.0)
+    snr = s.snr(seen["t"])
+    want = torch.where(snr > 5, 5 / snr, torch.ones_like(snr)).mean()  # min(SNR, 5) / SNR per image
+    torch.testing.assert_close(weighted, want)
+    assert (snr > 5).any() and (snr < 5).any() and weighted < simple  # both kinds of step were drawn
+    huge = losses.ddpm_loss(model, x0, schedule=s, generator=torch.Generator().manual_seed(1), snr_gamma=1e12)
+    torch.testing.assert_close(huge, simple)  # a cap above every SNR is the simple loss
+
+
+@pytest.mark.parametrize("gamma", [0.0, -1.0, float("nan")])
+def test_min_snr_weighting_refuses_a_gamma_that_is_not_positive(gamma):
+    called = []
+    model = lambda x, t, cond=None: called.append(1) or x  # noqa: E731
+    with pytest.raises(ValueError, match="snr_gamma"):
+        losses.ddpm_loss(model, _data()[0], schedule=schedules.cosine_schedule(100), snr_gamma=gamma)
+    assert not called  # refused before the model runs
+
+
 def test_losses_are_deterministic_under_a_generator():
     x0, y = _data(3)
     model = lambda x, t, cond=None: x * 0.5  # noqa: E731
