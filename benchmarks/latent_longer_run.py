@@ -1,14 +1,17 @@
-"""Does a longer run help the capstone's latent model? Continue the shipped `photo-latent` for a few
-more epochs on the same cached latents (the shipped four variants of the training photos), then
-measure it with the capstone's protocol (256 held-out requests, DDIM 50, guidance 2) and on 256
-training requests, beside the shipped model's numbers.
+"""Does a longer run help the capstone's latent model? Continue a trained `photo-latent` for a few
+more epochs on the same cached latents (the four variants of the training photos), then measure it
+with the capstone's protocol (256 held-out requests, DDIM 50, guidance 2) and on 256 training
+requests, beside the numbers of the model it started from.
 
-The shipped weights are the EMA of an 8-epoch run whose learning rate decayed (cosine) to 3e-5;
-the continuation starts from them with a fresh AdamW at that final rate, constant, and EMA 0.998.
-Resumes its run folder when killed; the weights are not shipped.
+The recorded run continued the simple-loss model shipped before Min-SNR weighting (its weights:
+`git show 8ec9ad3:data/checkpoints/photo-latent.safetensors`, and the same for its `.json`), on the
+simple loss. Its weights are the EMA of an 8-epoch run whose learning rate decayed (cosine) to
+3e-5; the continuation starts from them with a fresh AdamW at that final rate, constant, and EMA
+0.998, on the model's own loss (Min-SNR weighted when its record names a gamma). Resumes its run
+folder when killed; the weights are not shipped.
 
-    python benchmarks/latent_longer_run.py [--epochs 2] [--run-dir runs/photo-latent-longer] \\
-        [--out benchmarks/results/latent_longer_run.json]
+    python benchmarks/latent_longer_run.py --model old/photo-latent.safetensors [--epochs 2] \\
+        [--run-dir runs/photo-latent-longer] [--out benchmarks/results/latent_longer_run.json]
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ from course_utils import checkpoints, config, latent, losses, photo_data, photos
 
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--model", default="photo-latent", help="the latent model to continue (default: the shipped one)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--n", type=int, default=256)
     p.add_argument("--run-dir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/latent_longer_run.json"))
     args = p.parse_args()
     torch.set_num_threads(2)
-    shipped, record = latent.load_latent_model("photo-latent", device=torch.device("cpu"))
+    shipped, record = latent.load_latent_model(args.model, device=torch.device("cpu"))
     recipe = record["recipe"]
     ps = photo_data.load_photos(size=256, progress=False)
     train_idx, held_idx = latent.split_indices(ps.paths, ps.folder)
@@ -48,7 +52,12 @@ def main() -> None:
 
     unet = shipped.unet.float().train()
     final_lr = recipe["lr"] * recipe["lr_final_factor"]
-    loss_fn = functools.partial(losses.ddpm_loss, schedule=photos.schedule(), p_uncond=recipe["p_uncond"])
+    loss_fn = functools.partial(  # the model's own loss: Min-SNR weighted when its record says so
+        losses.ddpm_loss,
+        schedule=photos.schedule(),
+        p_uncond=recipe["p_uncond"],
+        snr_gamma=recipe["extra"].get("snr_gamma"),
+    )
     result = training.train(
         unet,
         loss_fn,

@@ -8,8 +8,9 @@ Realism: the Frechet distance between the 32-feature vectors of the generated im
 held-out photos; the floor is 256 training photos against the same held-out photos.
 
     python benchmarks/latent_photo_eval.py [--n 256] [--out benchmarks/results/latent_photo_eval.json]
-    python benchmarks/latent_photo_eval.py --clip-sweep 2,3,4,6,8 --n 64 --out benchmarks/results/latent_clip_sweep.json
-    python benchmarks/latent_photo_eval.py --guidance-sweep 1,2,3,5 --n 64 \\
+    python benchmarks/latent_photo_eval.py --clip-sweep 1.5,2,3,4,6 --n 64 \\
+        --out benchmarks/results/latent_clip_sweep.json
+    python benchmarks/latent_photo_eval.py --guidance-sweep 2,3,5 --n 48 \\
         --out benchmarks/results/latent_guidance_sweep.json
     python benchmarks/latent_photo_eval.py --guidance-sweep 2 --n 256 \\
         --out benchmarks/results/latent_training_requests.json   # the protocol's size, on training requests
@@ -17,6 +18,8 @@ held-out photos; the floor is 256 training photos against the same held-out phot
 
 The protocol's file also holds each feature's error and correlation (``per_feature``), so a group's
 number can be traced to the features behind it, and the hue's error the short way round the circle.
+``--model`` measures another latent checkpoint (the files ``benchmarks/results/*_simple_loss.json``
+are these runs on the simple-loss model that Min-SNR weighting replaced: ``benchmarks/latent_min_snr.py``).
 """
 
 from __future__ import annotations
@@ -83,11 +86,14 @@ def held_out_requests(ps, held_idx, n: int) -> torch.Tensor:
     return ps.features[pick]
 
 
-def protocol_scores(model, requested, real_held, *, upsample_to: int | None, steps: int, w: float) -> dict:
-    """Draw one image per request (image i from seed i), measure it, and score it by the protocol:
-    per group and per feature, the hue both ways round, and the feature-space FD to ``real_held``."""
+def protocol_scores(
+    model, requested, real_held, *, upsample_to: int | None, steps: int, w: float, seed: int = 0
+) -> dict:
+    """Draw one image per request (image i from its own seed, ``noise.image_seed(seed, i)``; the
+    protocol's ``seed`` is 0), measure it, and score it: per group and per feature, the hue both ways
+    round, and the feature-space FD to ``real_held``."""
     started = time.perf_counter()
-    images = draw(model, requested, upsample_to=upsample_to, batch=16, seed=0, steps=steps, w=w)
+    images = draw(model, requested, upsample_to=upsample_to, batch=16, seed=seed, steps=steps, w=w)
     seconds = time.perf_counter() - started
     measured = features.extract_batch(images)
     scores = photos.feature_fidelity(requested, measured)

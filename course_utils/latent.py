@@ -484,6 +484,7 @@ AE_SETTINGS = dict(epochs=8)  # and its training settings beyond AE_DEFAULTS
 VARIANTS = 4  # cached variants per training photo: as is, flipped, two colour jitters (--variants 8 adds 4 crops)
 LATENT_SETTINGS = dict(epochs=8)  # the latent UNet's settings beyond LATENT_DEFAULTS
 LATENT_WIDTH = 48  # the latent UNet's first-level channels (32: 1.6M parameters, 48: 3.7M)
+LATENT_SNR_GAMMA = 5.0  # Min-SNR weighting of its loss (benchmarks/latent_min_snr.py; None: the simple loss)
 
 
 def _photos_and_split(progress: bool):
@@ -591,12 +592,12 @@ def build_latent_model(
     variants: int | None = None,
     autoencoder: str | Path = "photo-ae",
     progress: bool = True,
-    snr_gamma: float | None = None,
+    snr_gamma: float | None = LATENT_SNR_GAMMA,
 ) -> Path:
     """Train the shipped latent UNet's recipe on the cached latents of the training split (resuming
     ``run_dir``) and export it (float16) with its record, which names the autoencoder's SHA-256.
     ``variants``: cached variants per photo (default ``VARIANTS``; see :func:`variant_pixels`);
-    ``snr_gamma``: Min-SNR weighting of the loss (default: none, the simple loss)."""
+    ``snr_gamma``: Min-SNR weighting of the loss (default ``LATENT_SNR_GAMMA``; None: the simple loss)."""
     import time
 
     from . import checkpoints, config, photos
@@ -633,7 +634,8 @@ def build_latent_model(
 def train_main(name: str, argv: list[str] | None = None) -> int:
     """``python -m course_utils train photo-ae | photo-latent [--epochs N] [--out FILE] [--run-dir DIR]``:
     rebuild a shipped half of the latent photo model from its recipe (resuming the run folder);
-    ``photo-latent`` also takes ``--variants N``, the cached variants per photo."""
+    ``photo-latent`` also takes ``--variants N``, the cached variants per photo, and ``--simple-loss``
+    (no Min-SNR weighting: the model shipped before it)."""
     from .__main__ import _OneLineParser, _positive_int, _unwritable
 
     p = _OneLineParser(
@@ -648,6 +650,11 @@ def train_main(name: str, argv: list[str] | None = None) -> int:
             default=None,
             help=f"cached variants per photo (default {VARIANTS}; 5 and up add zoomed crops)",
         )
+        p.add_argument(
+            "--simple-loss",
+            action="store_true",
+            help=f"train on the simple epsilon loss, without the Min-SNR weighting (gamma {LATENT_SNR_GAMMA:g})",
+        )
     p.add_argument(
         "--out", type=Path, default=None, help=f"checkpoint to write (default: the course's {name}.safetensors)"
     )
@@ -659,7 +666,9 @@ def train_main(name: str, argv: list[str] | None = None) -> int:
         if problem:
             p.error(f"argument {option}: cannot write there ({problem})")
     build = build_autoencoder if name == "photo-ae" else build_latent_model
-    more = dict(variants=args.variants) if name == "photo-latent" else {}
+    more = {}
+    if name == "photo-latent":
+        more = dict(variants=args.variants, snr_gamma=None if args.simple_loss else LATENT_SNR_GAMMA)
     path = build(out=args.out, run_dir=args.run_dir, epochs=args.epochs, progress=not args.no_progress, **more)
     print(f"saved {path}")
     return 0

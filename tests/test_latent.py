@@ -231,13 +231,19 @@ def test_train_command_refuses_an_unwritable_place_before_any_work(tmp_path, cap
     assert stop.value.code == 2 and "cannot write there" in capsys.readouterr().err
 
 
-def test_only_the_latent_train_command_takes_variants(tmp_path, monkeypatch, capsys):
+def test_only_the_latent_train_command_takes_variants_and_simple_loss(tmp_path, monkeypatch, capsys):
     asked = {}
     monkeypatch.setattr(latent, "build_latent_model", lambda **kw: asked.update(kw) or tmp_path / "m.safetensors")
     assert latent.train_main("photo-latent", ["--variants", "8", "--epochs", "4", "--no-progress"]) == 0
     assert asked["variants"] == 8 and asked["epochs"] == 4
+    assert asked["snr_gamma"] == latent.LATENT_SNR_GAMMA  # the recipe's loss weighting
     assert latent.train_main("photo-latent", ["--no-progress"]) == 0 and asked["variants"] is None  # the recipe's
-    for name, argv in (("photo-latent", ["--variants", "0"]), ("photo-ae", ["--variants", "8"])):
+    assert latent.train_main("photo-latent", ["--simple-loss", "--no-progress"]) == 0 and asked["snr_gamma"] is None
+    for name, argv in (
+        ("photo-latent", ["--variants", "0"]),
+        ("photo-ae", ["--variants", "8"]),
+        ("photo-ae", ["--simple-loss"]),
+    ):
         with pytest.raises(SystemExit) as stop:
             latent.train_main(name, argv)
         assert stop.value.code == 2
