@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -98,6 +99,24 @@ def test_each_capstone_goal_is_marked_as_its_numbers_say():
     )
     two = r["latent seconds per 256px image, batch 1"]["2 threads"]
     _says(_goal(two <= 3.0, f"one image within 3 s at batch size 1 on two cores ({two:.2f} s;"))
+    assert shape > 0.19 and topo > 0.10  # "against the 0.19 / 0.10 that photo-32 scored ... at 32 px, both are above"
+    _says("that photo-32 scored when measured at 32 px, both are above")
+
+
+def test_the_goals_met_at_their_line_are_named_with_the_second_draw():
+    f = _latent()["latent (256 px)"]["fidelity"]
+    margins = {g: f[g]["corr"] - f[g]["corr_shuffled"] - 0.2 for g in ("SHAPE", "TOPOLOGY")}
+    light = f["LIGHTING"]["mae_shuffled"] * 0.6 - f["LIGHTING"]["mae"]
+    assert all(0 <= round(m, 2) <= 0.01 for m in margins.values()) and 0 <= light < 0.001
+    _says("SHAPE and TOPOLOGY by 0.01, LIGHTING's MAE by less than 0.001")
+    again = _result("latent_min_snr.json")["held_out_redraw"]["min_snr"]["fidelity"]
+    ratio = again["LIGHTING"]["mae"] / again["LIGHTING"]["mae_shuffled"]
+    topo, shuffled = again["TOPOLOGY"]["corr"], again["TOPOLOGY"]["corr_shuffled"]
+    assert ratio > 0.6 and abs(round(topo, 2) - (round(shuffled, 2) + 0.2)) < 1e-9  # missed; passes by rounding
+    _says(
+        f"LIGHTING's ratio is {ratio:.2f}, and TOPOLOGY passes only by rounding "
+        f"({topo:.2f} against {shuffled:.2f} + 0.2)"
+    )
 
 
 def test_the_guidance_sweep_sentence_is_the_measured_one():
@@ -108,9 +127,18 @@ def test_the_guidance_sweep_sentence_is_the_measured_one():
     fd = _listed(f"{sweep[s]['fd']:.2f}" for s in scales)
     _says(f"mean feature correlations {corr} and feature FD {fd}")
     first, last = sweep[scales[0]]["groups"], sweep[scales[-1]]["groups"]
+
+    def moved(g):
+        a, b = first[g]["corr"], last[g]["corr"]
+        return f"{g} {'rose' if b > a else 'fell'} from {a:.2f} to {b:.2f}"
+
+    _says(f"at w = 5 {moved('SHAPE')} and {moved('TOPOLOGY')}")
+    assert sweep["5.0"]["fd"] > sweep["3.0"]["fd"] > sweep["2.0"]["fd"]  # "costs realism"
+    assert sweep["5.0"]["corr"] - sweep["2.0"]["corr"] < 0.05  # "buys little fidelity"
+    seen = _result("latent_training_requests.json")["guidance_scales"]["2.0"]["groups"]
     _says(
-        f"SHAPE fell from {first['SHAPE']['corr']:.2f} to {last['SHAPE']['corr']:.2f} and "
-        f"TOPOLOGY from {first['TOPOLOGY']['corr']:.2f} to {last['TOPOLOGY']['corr']:.2f} at w = 5"
+        f"(SHAPE {first['SHAPE']['corr']:.2f} and TOPOLOGY {first['TOPOLOGY']['corr']:.2f} at w = 2, against "
+        f"{seen['SHAPE']['corr']:.2f} and {seen['TOPOLOGY']['corr']:.2f} on the 256 training requests)"
     )
 
 
@@ -125,8 +153,9 @@ def test_the_training_request_comparison_is_the_measured_one():
     trained_corr = _listed(f"{train[g]['corr']:.2f}" for g in rest)
     held_corr = _listed(f"{held[g]['corr']:.2f}" for g in rest)
     _says(f"LIGHTING and MATERIAL give {trained_corr} against {held_corr}")
-    assert train["TOPOLOGY"]["corr"] > 1.5 * held["TOPOLOGY"]["corr"]  # "half the strength" on new requests
-    assert abs(train["SHAPE"]["corr"] - (train["SHAPE"]["corr_shuffled"] + 0.2)) < 0.05  # "near ... + 0.2"
+    for g in ("SHAPE", "TOPOLOGY"):  # "on photos it has seen as on new ones": no better on training requests
+        assert train[g]["corr"] <= held[g]["corr"] + 0.06, g
+        assert train[g]["corr"] < 0.25, g  # "steers only weakly"
 
 
 def test_the_cpu_speed_ups_are_the_measured_ones():
@@ -176,16 +205,7 @@ def test_the_ddpm_cpu_trials_are_the_measured_ones():
 
 
 def _by_feature() -> dict:
-    return _result("latent_photo_eval_by_feature.json")
-
-
-def test_the_feature_by_feature_rerun_agrees_with_the_protocol():
-    rerun, first = _by_feature(), _latent()
-    for model in ("latent (256 px)", "photo-32 upsampled to 256"):
-        for group, scores in first[model]["fidelity"].items():  # "every group number ... within 0.002"
-            for key, value in scores.items():
-                assert abs(rerun[model]["fidelity"][group][key] - value) <= 0.002, (model, group, key)
-        assert abs(rerun[model]["fd_vs_held_out"] - first[model]["fd_vs_held_out"]) <= 0.002
+    return _latent()  # the protocol's file keeps each feature's numbers
 
 
 def _corr_range(rows: dict, names) -> str:
@@ -194,7 +214,7 @@ def _corr_range(rows: dict, names) -> str:
 
 
 def capstone_feature_sentences() -> list[str]:
-    """The README's feature-by-feature reading of the capstone's misses, rebuilt from the rerun."""
+    """The README's feature-by-feature reading of the capstone's misses, rebuilt from the protocol's file."""
     r = _by_feature()
     lat, p32 = r["latent (256 px)"]["per_feature"], r["photo-32 upsampled to 256"]["per_feature"]
     hue, hue_32 = r["latent (256 px)"]["dominant_hue"], r["photo-32 upsampled to 256"]["dominant_hue"]
@@ -210,7 +230,7 @@ def capstone_feature_sentences() -> list[str]:
         f"{_corr_range(lat, other_colour)}",
         f"the short way round, its error is {hue['circular_mae']:.3f} instead of {hue['mae']:.3f}, "
         f"and {hue['share_past_half_a_turn']:.0%} of the images (photo-32: {hue_32['share_past_half_a_turn']:.0%})",
-        f"without `dominant_hue` the group's error would be {ratio:.2f}x shuffled",
+        f"Without `dominant_hue` the group's error would be {ratio:.2f}x shuffled",
         f"`spectral_entropy` follows ({lat['spectral_entropy']['corr']:.2f}; photo-32 "
         f"{p32['spectral_entropy']['corr']:.2f}), the six outline features reach {_corr_range(lat, outline)} "
         f"(photo-32: {_corr_range(p32, outline)})",
@@ -224,6 +244,15 @@ def test_the_capstone_feature_by_feature_reading_is_the_measured_one(index):
     _says(capstone_feature_sentences()[index])
 
 
+def test_without_the_hue_colour_would_meet_its_goal():
+    lat = _by_feature()["latent (256 px)"]
+    no_hue = [v for n, v in lat["per_feature"].items() if v["group"] == "COLOR" and n != "dominant_hue"]
+    ratio = sum(v["mae"] for v in no_hue) / sum(v["mae_shuffled"] for v in no_hue)
+    colour = lat["fidelity"]["COLOR"]
+    assert ratio <= 0.6 < colour["mae"] / colour["mae_shuffled"]  # "the hue alone ... keeps COLOR's MAE above"
+    _says("within the goal's 0.6: the hue alone, scored the linear way, keeps COLOR's MAE ratio above the goal")
+
+
 def test_the_eta_sweep_is_the_measured_one():
     etas = _result("latent_eta_sweep.json")["etas"]
     order = sorted(etas, key=float)
@@ -232,38 +261,50 @@ def test_the_eta_sweep_is_the_measured_one():
     fd = _listed(f"{etas[e]['fd']:.2f}" for e in order)
     _says(f"eta {names} gave mean correlations {corr} and feature FD {fd}")
     best = max(etas, key=lambda e: etas[e]["corr"])
-    assert float(best) == 1.0 and etas[best]["fd"] == min(v["fd"] for v in etas.values())  # "eta = 1 stays"
+    assert float(best) == 1.0  # "eta = 1 follows the requests best"
+    assert min(etas, key=lambda e: etas[e]["fd"]) == "0.5"  # "eta = 0.5 reads a little more realistic"
+    before = _result("latent_eta_sweep_simple_loss.json")["etas"]
+    assert max(before, key=lambda e: before[e]["corr"]) == min(before, key=lambda e: before[e]["fd"]) == "1.0"
+    _says(
+        f"chose on both counts ({before['1.0']['corr']:.2f} and {before['1.0']['fd']:.2f} against "
+        f"{before['0.5']['corr']:.2f} and {before['0.5']['fd']:.2f} at eta = 0.5)"
+    )
 
 
-def _beside_shipped(trial: dict) -> str:
-    """How the README sets a trial's protocol numbers (fidelity and FD) beside the shipped model's."""
-    c, shipped = trial["fidelity"], _latent()["latent (256 px)"]
-    s = shipped["fidelity"]
+def _simple_loss() -> dict:
+    """The protocol's numbers of the latent model trained on the simple loss, shipped before Min-SNR."""
+    return _result("latent_photo_eval_simple_loss.json")
+
+
+def _beside_simple_loss(trial: dict) -> str:
+    """How the README sets a trial's protocol numbers (fidelity and FD) beside the simple-loss model's."""
+    c, before = trial["fidelity"], _simple_loss()["latent (256 px)"]
+    s = before["fidelity"]
     return (
-        f"SHAPE correlation {c['SHAPE']['corr']:.2f} and TOPOLOGY {c['TOPOLOGY']['corr']:.2f} (shipped model: "
+        f"SHAPE correlation {c['SHAPE']['corr']:.2f} and TOPOLOGY {c['TOPOLOGY']['corr']:.2f} (simple-loss model: "
         f"{s['SHAPE']['corr']:.2f} and {s['TOPOLOGY']['corr']:.2f}), COLOR MAE {c['COLOR']['mae']:.3f} and "
         f"LIGHTING MAE {c['LIGHTING']['mae']:.3f} ({s['COLOR']['mae']:.3f} and {s['LIGHTING']['mae']:.3f}), "
-        f"feature FD {trial['fd_vs_held_out']:.3f} ({shipped['fd_vs_held_out']:.3f})"
+        f"feature FD {trial['fd_vs_held_out']:.3f} ({before['fd_vs_held_out']:.3f})"
     )
 
 
 def test_the_crop_variant_trial_is_the_measured_one():
     trial = _result("latent_crop_variants.json")
-    crops, shipped = trial["held_out_protocol"]["latent (256 px)"], _latent()["latent (256 px)"]
-    c, s = crops["fidelity"], shipped["fidelity"]
+    crops, simple = trial["held_out_protocol"]["latent (256 px)"], _simple_loss()["latent (256 px)"]
+    c, s = crops["fidelity"], simple["fidelity"]
     seen = trial["training_requests"]["guidance_scales"]["2.0"]["groups"]
-    seen_shipped = _result("latent_training_requests.json")["guidance_scales"]["2.0"]["groups"]
+    seen_simple = _result("latent_training_requests_simple_loss.json")["guidance_scales"]["2.0"]["groups"]
     minutes = sum(trial["epoch_seconds"]) / 60
     caching = int(re.search(r"cached in (\d+) s", trial["trained"]).group(1)) / 60
-    shipped_steps = json.loads((ROOT / "data" / "checkpoints" / "photo-latent.json").read_text())["steps"]
-    _says(f"keep the number of steps ({trial['steps']:,} against {shipped_steps:,})")
+    simple_steps = _result("latent_min_snr.json")["simple_loss"]["steps"]
+    _says(f"keep the number of steps ({trial['steps']:,} against {simple_steps:,})")
     _says(f"Trained in {minutes:.0f} minutes after {caching:.0f} minutes of caching")
-    _says(_beside_shipped(crops))
+    _says(_beside_simple_loss(crops))
     _says(
-        f"reads SHAPE {seen['SHAPE']['corr']:.2f} and TOPOLOGY {seen['TOPOLOGY']['corr']:.2f}, against the shipped "
-        f"model's {seen_shipped['SHAPE']['corr']:.2f} and {seen_shipped['TOPOLOGY']['corr']:.2f}"
+        f"reads SHAPE {seen['SHAPE']['corr']:.2f} and TOPOLOGY {seen['TOPOLOGY']['corr']:.2f}, against the "
+        f"simple-loss model's {seen_simple['SHAPE']['corr']:.2f} and {seen_simple['TOPOLOGY']['corr']:.2f}"
     )
-    assert all(seen[g]["corr"] < seen_shipped[g]["corr"] for g in ("SHAPE", "TOPOLOGY"))  # "fitting the seen ones less"
+    assert all(seen[g]["corr"] < seen_simple[g]["corr"] for g in ("SHAPE", "TOPOLOGY"))  # "fitting the seen ones less"
     assert all(abs(c[g]["corr"] - s[g]["corr"]) < 0.06 for g in GROUPS)  # "within about one standard error"
     _says(
         f"SHAPE would pass ({c['SHAPE']['corr']:.2f} against {c['SHAPE']['corr_shuffled']:.2f} + 0.2) only because "
@@ -275,15 +316,15 @@ def test_the_crop_variant_trial_is_the_measured_one():
 
 def test_the_longer_run_is_the_measured_one():
     run = _result("latent_longer_run.json")
-    more, shipped = run["continued"], run["shipped"]
+    more, before = run["continued"], run["shipped"]  # "shipped": the simple-loss model, shipped then
     held = run["held_out"]["fidelity"]
     seen = run["training_requests"]["groups"]
-    seen_before = _result("latent_training_requests.json")["guidance_scales"]["2.0"]["groups"]
-    _says(f"for {more['epochs']} more epochs ({more['steps']:,} steps on top of its {shipped['steps']:,})")
+    seen_before = _result("latent_training_requests_simple_loss.json")["guidance_scales"]["2.0"]["groups"]
+    _says(f"for {more['epochs']} more epochs ({more['steps']:,} steps on top of its {before['steps']:,})")
     _says(f"at its final learning rate, {more['lr']:.0e}, held constant".replace("e-0", "e-"))
-    _says(f"the training loss went from {shipped['epoch_losses'][-1]:.4f} to {more['epoch_losses'][-1]:.4f}")
+    _says(f"the training loss went from {before['epoch_losses'][-1]:.4f} to {more['epoch_losses'][-1]:.4f}")
     _says(
-        f"{_beside_shipped(run['held_out'])}; on the 256 training "
+        f"{_beside_simple_loss(run['held_out'])}; on the 256 training "
         f"requests SHAPE {seen['SHAPE']['corr']:.2f} and TOPOLOGY {seen['TOPOLOGY']['corr']:.2f} "
         f"({seen_before['SHAPE']['corr']:.2f} and {seen_before['TOPOLOGY']['corr']:.2f})"
     )
@@ -293,3 +334,107 @@ def test_the_longer_run_is_the_measured_one():
         assert round(held[g]["corr"], 2) < round(held[g]["corr_shuffled"], 2) + 0.2
     for g in ("COLOR", "LIGHTING"):
         assert held[g]["mae"] > 0.6 * held[g]["mae_shuffled"]
+
+
+# -- Min-SNR weighting: the shipped latent model against the simple-loss one ---------------------
+
+
+def _corrs(groups: dict) -> str:
+    return " / ".join(f"{groups[g]['corr']:.2f}" for g in GROUPS)
+
+
+def _ratios(groups: dict) -> str:
+    return " / ".join(f"{groups[g]['mae'] / groups[g]['mae_shuffled']:.2f}" for g in ("COLOR", "LIGHTING"))
+
+
+def min_snr_rows() -> list[str]:
+    """The README's table of the Min-SNR run beside the simple-loss model, rebuilt from their files."""
+    run, before = _result("latent_min_snr.json"), _simple_loss()["latent (256 px)"]
+    redraw = run["held_out_redraw"]
+    seen_before = _result("latent_training_requests_simple_loss.json")["guidance_scales"]["2.0"]["groups"]
+    now, again, seen = run["held_out"]["fidelity"], redraw["min_snr"]["fidelity"], run["training_requests"]["groups"]
+    then, then_again = before["fidelity"], redraw["simple_loss"]["fidelity"]
+    return [
+        f"| group correlations, held-out requests, protocol seeds | {_corrs(now)} | {_corrs(then)} |",
+        f"| the same requests, other noise (seed {redraw['seed']}) | {_corrs(again)} | {_corrs(then_again)} |",
+        f"| 256 training requests | {_corrs(seen)} | {_corrs(seen_before)} |",
+        f"| COLOR / LIGHTING MAE over shuffled, protocol seeds | {_ratios(now)} | {_ratios(then)} |",
+        f"| the same, other noise | {_ratios(again)} | {_ratios(then_again)} |",
+        f"| feature FD to held-out photos, protocol seeds / other noise | {run['held_out']['fd_vs_held_out']:.3f} / "
+        f"{redraw['min_snr']['fd_vs_held_out']:.3f} | {before['fd_vs_held_out']:.3f} / "
+        f"{redraw['simple_loss']['fd_vs_held_out']:.3f} |",
+    ]
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_the_min_snr_table_is_the_measured_one(index):
+    _says(min_snr_rows()[index])
+
+
+def test_the_min_snr_reading_is_what_its_numbers_say():
+    run, before = _result("latent_min_snr.json"), _simple_loss()["latent (256 px)"]
+    redraw = run["held_out_redraw"]
+    draws = [(run["held_out"], before), (redraw["min_snr"], redraw["simple_loss"])]
+    seen = run["training_requests"]["groups"]
+    seen_before = _result("latent_training_requests_simple_loss.json")["guidance_scales"]["2.0"]["groups"]
+    # "the colour gain ... on all three request sets"
+    gains = [a["fidelity"]["COLOR"]["corr"] - b["fidelity"]["COLOR"]["corr"] for a, b in draws]
+    gains.append(seen["COLOR"]["corr"] - seen_before["COLOR"]["corr"])
+    assert all(f"{g:+.2f}" == "+0.10" for g in gains)
+    _says("Colour gains on every set of requests (+0.10 correlation")
+    # SHAPE and TOPOLOGY rise on both held-out draws, not on the training requests
+    rises = [a["fidelity"][g]["corr"] - b["fidelity"][g]["corr"] for a, b in draws for g in ("SHAPE", "TOPOLOGY")]
+    assert min(rises) > 0
+    _says(f"rise on both draws of the held-out requests (by {min(rises):.2f} to {max(rises):.2f}), not on the")
+    for g in ("SHAPE", "TOPOLOGY"):
+        assert seen[g]["corr"] <= seen_before[g]["corr"], g
+    # LIGHTING's ratio: under 0.6 on the protocol's seeds, over it on the other draw
+    light = [d["fidelity"]["LIGHTING"] for d, _ in draws]
+    assert light[0]["mae"] <= 0.6 * light[0]["mae_shuffled"] and light[1]["mae"] > 0.6 * light[1]["mae_shuffled"]
+    # realism pays: the FD rises on both draws
+    rises = [a["fd_vs_held_out"] - b["fd_vs_held_out"] for a, b in draws]
+    assert all(r > 0 for r in rises)
+    _says(f"the feature FD rises by {min(rises):.2f} to {max(rises):.2f}")
+    simple_steps, steps = run["simple_loss"]["steps"], run["trained"]["steps"]
+    assert steps == simple_steps
+    _says(f"(the same {steps:,} steps, seed and cached latents)")
+
+
+def test_min_snr_leaves_the_noisiest_steps_as_they_are():
+    from course_utils import latent, photos
+
+    T = photos.T_STEPS
+    snr = photos.schedule().snr(torch.arange(1, T + 1) / T)
+    share = (snr <= latent.LATENT_SNR_GAMMA).float().mean().item()
+    _says(f"the steps with SNR <= {latent.LATENT_SNR_GAMMA:g}, the noisiest {share:.0%} of the cosine schedule")
+
+
+def test_the_shipped_pair_size_and_training_time_are_the_recorded_ones():
+    folder = ROOT / "data" / "checkpoints"
+    size = sum((folder / f"photo-{n}.safetensors").stat().st_size for n in ("ae", "latent"))
+    _says(f"Together {size / 1e6:.1f} MB ({size / 2**20:.1f} MiB) in float16")
+    _says(f"- met: shipped together in at most 25 MB ({size / 1e6:.1f} MB)")
+    ae, lat = (json.loads((folder / f"photo-{n}.json").read_text()) for n in ("ae", "latent"))
+    ae_min, lat_min = sum(ae["epoch_seconds"]) / 60, sum(lat["epoch_seconds"]) / 60
+    cache_min = int(re.search(r"built in (\d+) s", lat["recipe"]["trained"]).group(1)) / 60
+    assert ae_min + cache_min + lat_min <= 120
+    _says(
+        f"- met: both models trained within about 2 hours on this CPU (autoencoder {ae_min:.0f} min, latent cache "
+        f"{cache_min:.0f} min, latent UNet {lat_min:.0f} min)"
+    )
+    _says(f"{lat_min:.0f} minutes on two threads of the CI machine; building the latent cache took {cache_min:.0f}")
+
+
+def test_notebook_10_names_the_measured_x0_bound_sweep():
+    bounds = _result("latent_clip_sweep.json")["bounds"]
+    order = sorted(bounds, key=float)
+    mae = _listed(f"{bounds[b]['mae']:.3f}" for b in order)
+    fd = _listed(f"{bounds[b]['fd']:.2f}" for b in order)
+    names = _listed(f"{float(b):g}" for b in order)
+    cells = json.loads((ROOT / "notebooks" / "10_latent_diffusion.ipynb").read_text(encoding="utf-8"))["cells"]
+    text = re.sub(r"\s+", " ", " ".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown"))
+    said = f"{names} gave a feature error of {mae} and a feature-space FD of {fd}"
+    assert said in text, f"notebook 10 does not say: {said!r}"
+    from course_utils import latent
+
+    assert min(bounds, key=lambda b: bounds[b]["fd"]) == f"{latent.X0_CLIP:g}.0"  # "chose it"
