@@ -41,6 +41,11 @@ def _latent() -> dict:
     return _result("latent_photo_eval.json")
 
 
+def _training_request_groups(name: str) -> dict:
+    """Per group, the protocol's scores on the 256 training requests (guidance 2) in the results file ``name``."""
+    return _result(name)["guidance_scales"]["2.0"]["groups"]
+
+
 def test_the_capstone_fidelity_table_is_the_measured_one():
     r = _latent()
     latent, p32 = r["latent (256 px)"]["fidelity"], r["photo-32 upsampled to 256"]["fidelity"]
@@ -135,7 +140,7 @@ def test_the_guidance_sweep_sentence_is_the_measured_one():
     _says(f"at w = 5 {moved('SHAPE')} and {moved('TOPOLOGY')}")
     assert sweep["5.0"]["fd"] > sweep["3.0"]["fd"] > sweep["2.0"]["fd"]  # "costs realism"
     assert sweep["5.0"]["corr"] - sweep["2.0"]["corr"] < 0.05  # "buys little fidelity"
-    seen = _result("latent_training_requests.json")["guidance_scales"]["2.0"]["groups"]
+    seen = _training_request_groups("latent_training_requests.json")
     _says(
         f"(SHAPE {first['SHAPE']['corr']:.2f} and TOPOLOGY {first['TOPOLOGY']['corr']:.2f} at w = 2, against "
         f"{seen['SHAPE']['corr']:.2f} and {seen['TOPOLOGY']['corr']:.2f} on the 256 training requests)"
@@ -143,7 +148,7 @@ def test_the_guidance_sweep_sentence_is_the_measured_one():
 
 
 def test_the_training_request_comparison_is_the_measured_one():
-    train = _result("latent_training_requests.json")["guidance_scales"]["2.0"]["groups"]
+    train = _training_request_groups("latent_training_requests.json")
     held = _latent()["latent (256 px)"]["fidelity"]
     _says(
         f"SHAPE correlation {train['SHAPE']['corr']:.2f} and TOPOLOGY {train['TOPOLOGY']['corr']:.2f} against "
@@ -297,7 +302,7 @@ def test_the_crop_variant_trial_is_the_measured_one():
     crops, simple = trial["held_out_protocol"]["latent (256 px)"], _simple_loss()["latent (256 px)"]
     c, s = crops["fidelity"], simple["fidelity"]
     seen = trial["training_requests"]["guidance_scales"]["2.0"]["groups"]
-    seen_simple = _result("latent_training_requests_simple_loss.json")["guidance_scales"]["2.0"]["groups"]
+    seen_simple = _training_request_groups("latent_training_requests_simple_loss.json")
     minutes = sum(trial["epoch_seconds"]) / 60
     caching = int(re.search(r"cached in (\d+) s", trial["trained"]).group(1)) / 60
     simple_steps = _result("latent_min_snr.json")["simple_loss"]["steps"]
@@ -323,7 +328,7 @@ def test_the_longer_run_is_the_measured_one():
     more, before = run["continued"], run["shipped"]  # "shipped": the simple-loss model, shipped then
     held = run["held_out"]["fidelity"]
     seen = run["training_requests"]["groups"]
-    seen_before = _result("latent_training_requests_simple_loss.json")["guidance_scales"]["2.0"]["groups"]
+    seen_before = _training_request_groups("latent_training_requests_simple_loss.json")
     _says(f"for {more['epochs']} more epochs ({more['steps']:,} steps on top of its {before['steps']:,})")
     _says(f"at its final learning rate, {more['lr']:.0e}, held constant".replace("e-0", "e-"))
     _says(f"the training loss went from {before['epoch_losses'][-1]:.4f} to {more['epoch_losses'][-1]:.4f}")
@@ -355,7 +360,7 @@ def min_snr_rows() -> list[str]:
     """The README's table of the Min-SNR run beside the simple-loss model, rebuilt from their files."""
     run, before = _result("latent_min_snr.json"), _simple_loss()["latent (256 px)"]
     redraw = run["held_out_redraw"]
-    seen_before = _result("latent_training_requests_simple_loss.json")["guidance_scales"]["2.0"]["groups"]
+    seen_before = _training_request_groups("latent_training_requests_simple_loss.json")
     now, again, seen = run["held_out"]["fidelity"], redraw["min_snr"]["fidelity"], run["training_requests"]["groups"]
     then, then_again = before["fidelity"], redraw["simple_loss"]["fidelity"]
     return [
@@ -380,7 +385,7 @@ def test_the_min_snr_reading_is_what_its_numbers_say():
     redraw = run["held_out_redraw"]
     draws = [(run["held_out"], before), (redraw["min_snr"], redraw["simple_loss"])]
     seen = run["training_requests"]["groups"]
-    seen_before = _result("latent_training_requests_simple_loss.json")["guidance_scales"]["2.0"]["groups"]
+    seen_before = _training_request_groups("latent_training_requests_simple_loss.json")
     # "the colour gain ... on all three request sets"
     gains = [a["fidelity"]["COLOR"]["corr"] - b["fidelity"]["COLOR"]["corr"] for a, b in draws]
     gains.append(seen["COLOR"]["corr"] - seen_before["COLOR"]["corr"])
