@@ -485,6 +485,7 @@ VARIANTS = 4  # cached variants per training photo: as is, flipped, two colour j
 LATENT_SETTINGS = dict(epochs=8)  # the latent UNet's settings beyond LATENT_DEFAULTS
 LATENT_WIDTH = 48  # the latent UNet's first-level channels (32: 1.6M parameters, 48: 3.7M)
 LATENT_SNR_GAMMA = 5.0  # Min-SNR weighting of its loss (benchmarks/latent_min_snr.py; None: the simple loss)
+LATENT_HUE_AS_ANGLE = False  # dominant_hue into the network as (cos, sin) (benchmarks/latent_hue_angle.py)
 
 
 def _photos_and_split(progress: bool):
@@ -593,14 +594,16 @@ def build_latent_model(
     autoencoder: str | Path = "photo-ae",
     progress: bool = True,
     snr_gamma: float | None = LATENT_SNR_GAMMA,
+    hue_as_angle: bool = LATENT_HUE_AS_ANGLE,
 ) -> Path:
     """Train the shipped latent UNet's recipe on the cached latents of the training split (resuming
     ``run_dir``) and export it (float16) with its record, which names the autoencoder's SHA-256.
     ``variants``: cached variants per photo (default ``VARIANTS``; see :func:`variant_pixels`);
-    ``snr_gamma``: Min-SNR weighting of the loss (default ``LATENT_SNR_GAMMA``; None: the simple loss)."""
+    ``snr_gamma``: Min-SNR weighting of the loss (default ``LATENT_SNR_GAMMA``; None: the simple loss);
+    ``hue_as_angle``: the network sees ``dominant_hue`` as its cosine and sine (``UNetConfig.cond_angles``)."""
     import time
 
-    from . import checkpoints, config, photos
+    from . import checkpoints, config, features, photos
 
     ae, ae_record = load_autoencoder(autoencoder, device=torch.device("cpu"))
     ps, train_idx, held_idx = _photos_and_split(progress)
@@ -612,7 +615,12 @@ def build_latent_model(
     run_dir = Path(run_dir) if run_dir is not None else config.runs_dir() / "photo-latent"
     unet, result, recipe = train_latent_model(
         cache,
-        cfg=latent_model_config(cache.latents.shape[1], cache.latents.shape[-1], base_channels=LATENT_WIDTH),
+        cfg=latent_model_config(
+            cache.latents.shape[1],
+            cache.latents.shape[-1],
+            base_channels=LATENT_WIDTH,
+            cond_angles=(features.index("dominant_hue"),) if hue_as_angle else (),
+        ),
         autoencoder_record=dict(ae_record, file=Path(_checkpoint_file(autoencoder)).name),
         run_dir=run_dir,
         progress=progress,

@@ -29,7 +29,10 @@ style of Ho et al. 2020 and Dhariwal & Nichol 2021) for 256x256 RGB photos::
 Every ResBlock receives ``emb = time_mlp(sinusoidal(t)) + feature_mlp(normalise(cond))``: the
 32 features (B, 32) in [0, 1] are standardised with the per-feature mean and standard deviation
 of the training set (buffers of the model, so they travel in every checkpoint), then embedded by
-``VectorEmbedding`` (a row of NaN = "no condition", the learned null embedding).
+``VectorEmbedding`` (a row of NaN = "no condition", the learned null embedding). With
+``cond_angles`` (e.g. the index of ``dominant_hue``, an angle in turns with red at both ends), each
+such entry enters as cos(2 pi v) in its own column and sin(2 pi v) appended at the end, so the
+network sees 0.99 and 0.01 as the neighbours they are.
 ``UNetConfig.photo_small()`` is the same network, narrow and at 32 px, that trains on a CPU.
 """
 
@@ -95,6 +98,7 @@ class UNetConfig:
     cond: str = "none"  # "none", "class" or "vector"
     n_classes: int = 10
     cond_dim: int = 32
+    cond_angles: tuple = ()  # "vector" only: entries of the condition that are angles in turns, given as cos and sin
     # ResUNet ("res") only:
     base_channels: int = 64  # channels of the first level; level i has base * channel_mults[i]
     channel_mults: tuple = (1, 2, 4, 8, 8)
@@ -247,7 +251,14 @@ class ResUNet(nn.Module):
         emb_dim = 4 * base
         self.time_mlp = nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         if cfg.cond == "vector":
-            self.cond_embedding = VectorEmbedding(cfg.cond_dim, emb_dim)
+            if any(not 0 <= i < cfg.cond_dim for i in cfg.cond_angles) or len(set(cfg.cond_angles)) < len(
+                cfg.cond_angles
+            ):
+                raise ValueError(
+                    f"cond_angles {cfg.cond_angles} must be distinct entries of the {cfg.cond_dim} conditions"
+                )
+            # an angle enters as its cosine (in its own column) and its sine (one more column at the end)
+            self.cond_embedding = VectorEmbedding(cfg.cond_dim + len(cfg.cond_angles), emb_dim)
             # standardisation of the features, set from the training set (set_condition_stats)
             self.register_buffer("cond_mean", torch.zeros(cfg.cond_dim))
             self.register_buffer("cond_std", torch.ones(cfg.cond_dim))
@@ -310,7 +321,14 @@ class ResUNet(nn.Module):
         emb = self.time_mlp(sinusoidal_embedding(t, self.cfg.base_channels))
         if self.cfg.cond == "vector":
             if cond is not None:
-                cond = (cond.float() - self.cond_mean) / self.cond_std  # NaN rows stay NaN = no condition
+                raw = cond.float()
+                cond = (raw - self.cond_mean) / self.cond_std  # NaN rows stay NaN = no condition
+                if self.cfg.cond_angles:  # an angle in turns as (cos, sin): 0.99 and 0.01 are neighbours
+                    idx = list(self.cfg.cond_angles)
+                    turn = 2 * torch.pi * raw[:, idx]
+                    cond = torch.cat(
+                        [cond.index_copy(1, torch.tensor(idx, device=cond.device), turn.cos()), turn.sin()], 1
+                    )
             emb = emb + self.cond_embedding(cond, batch, device)
         elif self.cfg.cond == "class":
             emb = emb + self.class_mlp(self.class_embedding(cond, batch, device))

@@ -273,10 +273,16 @@ def test_the_two_build_commands_export_records_that_load_together(tmp_path, monk
         autoencoder=ae_path,
         progress=False,
         snr_gamma=5.0,  # benchmarks/latent_min_snr.py's loss weighting, kept in the record
+        hue_as_angle=True,  # benchmarks/latent_hue_angle.py's condition, kept in the model's config
     )
     model, lat_record = latent.load_latent_model(lat_path, autoencoder=ae_path)
     extra = lat_record["recipe"]["extra"]
     assert extra["snr_gamma"] == 5.0
+    assert (
+        model.unet.cfg.cond_angles
+        == (features.index("dominant_hue"),)
+        == tuple(lat_record["model_config"]["cond_angles"])
+    )
     assert extra["autoencoder_sha256"] == record["sha256"] and extra["x0_clip"] == latent.X0_CLIP
     assert extra["latents"] == 10 * variants == 10 * extra["variants"] and model.x0_clip == latent.X0_CLIP
     assert f"({variants} variants of 10 photos" in lat_record["recipe"]["trained"]

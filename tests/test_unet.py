@@ -126,3 +126,46 @@ def test_large_cpu_batches_run_in_chunks_with_the_same_output(monkeypatch, cond_
     if cond_kind == "class":
         with torch.no_grad(), pytest.raises(ValueError, match=r"\(7,\)"):  # the error names the whole batch
             model(x, t, torch.zeros(6, dtype=torch.long))
+
+
+def test_an_angle_condition_enters_as_cos_and_sin():
+    """With cond_angles, a hue of 0.999 turns is the neighbour of 0.001 (and 0 is 1), not the far end."""
+    torch.manual_seed(0)
+    cfg = UNetConfig.photo_small(16, base_channels=8, groups=4, cond_angles=(0,))
+    model = build_unet(cfg).eval()
+    assert model.cond_embedding.d_in == 33  # 32 conditions, the angle's cosine in its column, its sine appended
+    x, t = torch.randn(1, 3, 16, 16), torch.tensor([0.5])
+    with torch.no_grad():
+        for p in model.parameters():  # zero-initialised layers (the output, each block's last conv) hide the condition
+            if not p.abs().sum():
+                p.normal_(0, 0.1)
+
+        def out(hue: float) -> torch.Tensor:
+            cond = torch.full((1, 32), 0.5)
+            cond[0, 0] = hue
+            return model(x, t, cond)
+
+        torch.testing.assert_close(out(0.0), out(1.0))
+        near = (out(0.999) - out(0.001)).abs().max()
+        far = (out(0.25) - out(0.75)).abs().max()
+        assert near < 0.05 * far
+        # by hand: the embedding's input is the standardised vector with column 0 = cos, plus sin at the end
+        cond = torch.rand(2, 32)
+        std = (cond - model.cond_mean) / model.cond_std
+        by_hand = torch.cat([torch.cos(2 * torch.pi * cond[:, :1]), std[:, 1:]], 1)
+        by_hand = torch.cat([by_hand, torch.sin(2 * torch.pi * cond[:, :1])], 1)
+        emb = model.embed(torch.full((2,), 0.5), cond, 2, torch.device("cpu"))
+        want = model.time_mlp(layers.sinusoidal_embedding(torch.full((2,), 0.5), 8)) + model.cond_embedding.mlp(by_hand)
+        torch.testing.assert_close(emb, want)
+        # a row of NaN is still "no condition": the learned null embedding
+        cond[1] = float("nan")
+        emb = model.embed(torch.full((2,), 0.5), cond, 2, torch.device("cpu"))
+        time_only = model.time_mlp(layers.sinusoidal_embedding(torch.full((1,), 0.5), 8))[0]
+        torch.testing.assert_close(emb[1], time_only + model.cond_embedding.null)
+    assert UNetConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("angles", [(32,), (-1,), (0, 0)])
+def test_bad_angle_entries_are_refused(angles):
+    with pytest.raises(ValueError, match="cond_angles"):
+        build_unet(UNetConfig.photo_small(16, base_channels=8, groups=4, cond_angles=angles))

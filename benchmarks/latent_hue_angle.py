@@ -1,0 +1,107 @@
+"""The hue as an angle, measured: train the shipped `photo-latent` recipe (Min-SNR weighting, the same
+steps, seed and cached latents) with one change, `dominant_hue` entering the network as its cosine
+and sine (`UNetConfig.cond_angles`, `latent.build_latent_model(hue_as_angle=True)`), then measure it
+with the capstone's protocol (256 held-out requests, DDIM 50, guidance 2), on the same requests from
+other noise (seed 1000) and on the 256 training requests of `latent_photo_eval.py --guidance-sweep 2
+--n 256`.
+
+Why: the hue is an angle in turns, red at both ends of [0, 1], and a colour's chroma is close to a
+point on a circle, (cos, sin) of that angle times the saturation. Given the number in [0, 1], the
+feature MLP has to learn that circle; given (cos, sin), it is one linear map away, and 0.99 and 0.01
+are neighbours.
+
+The shipped model's numbers under the same seeds are read from the files that hold them
+(`latent_photo_eval.json`, `latent_min_snr.json`'s redraw, `latent_training_requests.json`), so the
+comparison is paired image by image. The run resumes its folder when killed; its weights stay there.
+
+    python benchmarks/latent_hue_angle.py [--run-dir runs/photo-latent-hue-angle] \\
+        [--out benchmarks/results/latent_hue_angle.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the protocol's own drawing and sweep
+
+from latent_photo_eval import held_out_requests, protocol_scores, training_sweep  # noqa: E402
+
+from course_utils import checkpoints, config, latent, photo_data  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REDRAW_SEED = 1000
+
+
+def shipped_scores() -> dict:
+    """The shipped model's scores under the same requests and seeds, from the files that hold them."""
+    protocol = json.loads((RESULTS / "latent_photo_eval.json").read_text())["latent (256 px)"]
+    redraw = json.loads((RESULTS / "latent_min_snr.json").read_text())["held_out_redraw"]
+    if redraw["seed"] != REDRAW_SEED:
+        raise SystemExit(f"latent_min_snr.json's redraw used seed {redraw['seed']}, not {REDRAW_SEED}")
+    train = json.loads((RESULTS / "latent_training_requests.json").read_text())["guidance_scales"]["2.0"]
+    keep = ("fidelity", "fd_vs_held_out", "dominant_hue")
+    return dict(
+        held_out={k: protocol[k] for k in keep},
+        held_out_redraw=redraw["min_snr"],
+        training_requests={k: train[k] for k in ("groups", "fd", "corr", "mae")},
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--n", type=int, default=256)
+    p.add_argument("--run-dir", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=RESULTS / "latent_hue_angle.json")
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    shipped = shipped_scores()  # read first: a missing file stops the run before any training
+    run_dir = args.run_dir or config.runs_dir() / "photo-latent-hue-angle"
+    weights = run_dir / "photo-latent-hue-angle.safetensors"
+    started = time.time()
+    if not weights.is_file():  # a finished run is measured, not trained again
+        latent.build_latent_model(out=weights, run_dir=run_dir, hue_as_angle=True)
+    build_seconds = time.time() - started
+    model, record = latent.load_latent_model(weights, device=torch.device("cpu"))
+
+    ps = photo_data.load_photos(size=256, progress=False)
+    train_idx, held_idx = latent.split_indices(ps.paths, ps.folder)
+    requested, real_held = held_out_requests(ps, held_idx, args.n), ps.features[held_idx].numpy()
+    print("held-out requests, hue as an angle:")
+    held_out = protocol_scores(model, requested, real_held, upsample_to=None, steps=50, w=2.0)
+    print(f"held-out requests, seed {REDRAW_SEED}, hue as an angle:")
+    redraw = protocol_scores(model, requested, real_held, upsample_to=None, steps=50, w=2.0, seed=REDRAW_SEED)
+    train = training_sweep(model, ps, train_idx, {"2.0": (model.x0_clip, 2.0, 1.0)}, n=args.n, steps=50)["2.0"]
+    out = dict(
+        trained=dict(
+            cond_angles=record["model_config"]["cond_angles"],
+            snr_gamma=record["recipe"]["extra"].get("snr_gamma"),
+            epochs=record["recipe"]["epochs"],
+            steps=record["steps"],
+            epoch_losses=[round(v, 4) for v in record["epoch_losses"]],
+            record=record["recipe"]["trained"],
+            build_seconds_this_call=round(build_seconds, 1),
+            machine=checkpoints.machine_description("cpu"),
+        ),
+        hue_angle=dict(
+            held_out=held_out,
+            held_out_redraw=dict(
+                seed=REDRAW_SEED, **{k: redraw[k] for k in ("fidelity", "fd_vs_held_out", "dominant_hue")}
+            ),
+            training_requests={k: train[k] for k in ("groups", "fd", "corr", "mae")},
+        ),
+        shipped=shipped,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
