@@ -9,6 +9,7 @@ files.lock                   holder record, release on error  test_lock_records_
 files.lock                   same process locks twice         test_the_same_process_locking_twice_is_told_so
 files.lock                   lock file cut short              test_an_unreadable_lock_is_busy_while_fresh_stale_when_old
 files.lock                   take-over killed midway          test_a_lock_set_aside_by_a_killed_take_over_is_removed
+files.lock                   file system without hard links   test_a_file_system_without_hard_links_still_locks
 training.train               second run at once (RunBusy)     test_two_runs_into_one_folder_the_second_is_busy
 training.train               stale lock of a killed run       (same test: the first run is killed, the lock taken over)
 training.train               stale lock of a dead pid         test_a_stale_lock_of_a_dead_process_is_taken_over
@@ -101,6 +102,29 @@ def test_the_same_process_locking_twice_is_told_so(tmp_path):
                 pass
         assert (tmp_path / ".lock").is_file()  # the failed second attempt left the first one's lock alone
     assert not (tmp_path / ".lock").exists()
+
+
+def test_a_file_system_without_hard_links_still_locks(tmp_path, monkeypatch):
+    """Some network and cloud-drive mounts refuse hard links: the lock falls back to O_CREAT | O_EXCL."""
+    import errno
+
+    tried = []
+
+    def no_links(src, dst):
+        tried.append(dst)
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    with files.lock(tmp_path, what="run folder") as lock_file:
+        assert tried == [lock_file]  # the hard link was tried first
+        holder = json.loads(lock_file.read_text())  # the fallback wrote the whole record
+        assert holder["pid"] == os.getpid() and holder["what"] == "run folder"
+        assert not files._create_exclusively(lock_file, b"{}")  # a second taker is refused, the lock kept
+        assert json.loads(lock_file.read_text()) == holder
+        with pytest.raises(errors.RunBusy, match="already locked by this process"):
+            with files.lock(tmp_path, what="run folder"):
+                pass
+    assert list(tmp_path.iterdir()) == []  # released, and no temporary file left behind
 
 
 def test_an_unreadable_lock_is_busy_while_fresh_stale_when_old(tmp_path):
