@@ -31,9 +31,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the protocol's own drawing and sweep
 
-from latent_photo_eval import held_out_requests, protocol_scores, training_sweep  # noqa: E402
+from latent_photo_eval import held_out_requests, protocol_scores, trained_summary, training_sweep  # noqa: E402
 
-from course_utils import checkpoints, config, latent, photo_data  # noqa: E402
+from course_utils import config, latent, photo_data  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REDRAW_SEED = 1000
@@ -79,15 +79,11 @@ def main() -> None:
     redraw = protocol_scores(model, requested, real_held, upsample_to=None, steps=50, w=2.0, seed=REDRAW_SEED)
     train = training_sweep(model, ps, train_idx, {"2.0": (model.x0_clip, 2.0, 1.0)}, n=args.n, steps=50)["2.0"]
     out = dict(
-        trained=dict(
+        trained=trained_summary(
+            record,
+            build_seconds,
             cond_angles=record["model_config"]["cond_angles"],
             snr_gamma=record["recipe"]["extra"].get("snr_gamma"),
-            epochs=record["recipe"]["epochs"],
-            steps=record["steps"],
-            epoch_losses=[round(v, 4) for v in record["epoch_losses"]],
-            record=record["recipe"]["trained"],
-            build_seconds_this_call=round(build_seconds, 1),
-            machine=checkpoints.machine_description("cpu"),
         ),
         hue_angle=dict(
             held_out=held_out,

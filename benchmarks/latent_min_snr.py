@@ -33,9 +33,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the protocol's own drawing and sweep
 
-from latent_photo_eval import held_out_requests, protocol_scores, training_sweep  # noqa: E402
+from latent_photo_eval import held_out_requests, protocol_scores, trained_summary, training_sweep  # noqa: E402
 
-from course_utils import checkpoints, config, latent, photo_data  # noqa: E402
+from course_utils import config, latent, photo_data  # noqa: E402
 
 
 def main() -> None:
@@ -73,15 +73,7 @@ def main() -> None:
     requested, real_held = held_out_requests(ps, held_idx, args.n), ps.features[held_idx].numpy()
     held_out = protocol_scores(model, requested, real_held, upsample_to=None, steps=50, w=2.0)
     out = dict(
-        trained=dict(
-            snr_gamma=record["recipe"]["extra"]["snr_gamma"],
-            epochs=record["recipe"]["epochs"],
-            steps=record["steps"],
-            epoch_losses=[round(v, 4) for v in record["epoch_losses"]],
-            record=record["recipe"]["trained"],
-            build_seconds_this_call=round(build_seconds, 1),
-            machine=checkpoints.machine_description("cpu"),
-        ),
+        trained=trained_summary(record, build_seconds, snr_gamma=record["recipe"]["extra"]["snr_gamma"]),
         simple_loss=dict(steps=simple["steps"], epoch_losses=[round(v, 4) for v in simple["epoch_losses"]]),
         held_out=held_out,
         training_requests=training_sweep(model, ps, train_idx, {"2.0": (model.x0_clip, 2.0, 1.0)}, n=args.n, steps=50)[

@@ -111,6 +111,23 @@ def protocol_scores(
     )
 
 
+def trained_summary(record: dict, build_seconds: float, **more) -> dict:
+    """What a benchmark that trained a latent model keeps of its record: ``more`` (e.g. the setting
+    it changed), epochs, steps, losses, the record's training line, the seconds this call spent
+    building it (0 when the run had finished before) and the machine."""
+    from course_utils import checkpoints
+
+    return dict(
+        **more,
+        epochs=record["recipe"]["epochs"],
+        steps=record["steps"],
+        epoch_losses=[round(v, 4) for v in record["epoch_losses"]],
+        record=record["recipe"]["trained"],
+        build_seconds_this_call=round(build_seconds, 1),
+        machine=checkpoints.machine_description("cpu"),
+    )
+
+
 def training_sweep(model, ps, train_idx, settings: dict, *, n: int, steps: int) -> dict:
     """Choose a sampling setting on TRAINING photos' requests (the held-out ones stay for the
     protocol): per setting ``name -> (x0 bound, guidance w, eta)``, the feature error and correlation
