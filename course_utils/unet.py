@@ -251,12 +251,9 @@ class ResUNet(nn.Module):
         emb_dim = 4 * base
         self.time_mlp = nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         if cfg.cond == "vector":
-            if any(not 0 <= i < cfg.cond_dim for i in cfg.cond_angles) or len(set(cfg.cond_angles)) < len(
-                cfg.cond_angles
-            ):
-                raise ValueError(
-                    f"cond_angles {cfg.cond_angles} must be distinct entries of the {cfg.cond_dim} conditions"
-                )
+            angles = cfg.cond_angles
+            if len(set(angles)) < len(angles) or not all(0 <= i < cfg.cond_dim for i in angles):
+                raise ValueError(f"cond_angles {angles} must be distinct entries of the {cfg.cond_dim} conditions")
             # an angle enters as its cosine (in its own column) and its sine (one more column at the end)
             self.cond_embedding = VectorEmbedding(cfg.cond_dim + len(cfg.cond_angles), emb_dim)
             # standardisation of the features, set from the training set (set_condition_stats)
@@ -326,9 +323,8 @@ class ResUNet(nn.Module):
                 if self.cfg.cond_angles:  # an angle in turns as (cos, sin): 0.99 and 0.01 are neighbours
                     idx = list(self.cfg.cond_angles)
                     turn = 2 * torch.pi * raw[:, idx]
-                    cond = torch.cat(
-                        [cond.index_copy(1, torch.tensor(idx, device=cond.device), turn.cos()), turn.sin()], 1
-                    )
+                    cond = torch.cat([cond, turn.sin()], 1)  # the sines appended at the end
+                    cond[:, idx] = turn.cos()  # the cosines in the angles' own columns
             emb = emb + self.cond_embedding(cond, batch, device)
         elif self.cfg.cond == "class":
             emb = emb + self.class_mlp(self.class_embedding(cond, batch, device))
