@@ -153,8 +153,15 @@ class UNetConfig:
     def replace(self, **changes) -> "UNetConfig":
         return replace(self, **changes)
 
+    # fields added after checkpoints shipped: written only when set, so the older records keep their layout
+    _WRITTEN_WHEN_SET = ("cond_angles",)
+
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        values = asdict(self)
+        for name in self._WRITTEN_WHEN_SET:
+            if values[name] == type(self).__dataclass_fields__[name].default:
+                del values[name]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
     @classmethod
     def from_dict(cls, values: dict) -> "UNetConfig":
