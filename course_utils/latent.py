@@ -595,12 +595,15 @@ def build_latent_model(
     progress: bool = True,
     snr_gamma: float | None = LATENT_SNR_GAMMA,
     hue_as_angle: bool = LATENT_HUE_AS_ANGLE,
+    seed: int | None = None,
 ) -> Path:
     """Train the shipped latent UNet's recipe on the cached latents of the training split (resuming
     ``run_dir``) and export it (float16) with its record, which names the autoencoder's SHA-256.
     ``variants``: cached variants per photo (default ``VARIANTS``; see :func:`variant_pixels`);
     ``snr_gamma``: Min-SNR weighting of the loss (default ``LATENT_SNR_GAMMA``; None: the simple loss);
-    ``hue_as_angle``: the network sees ``dominant_hue`` as its cosine and sine (``UNetConfig.cond_angles``)."""
+    ``hue_as_angle``: the network sees ``dominant_hue`` as its cosine and sine (``UNetConfig.cond_angles``);
+    ``seed``: the training seed (the weights' start, the data's order, the loss's times and noise;
+    default ``LATENT_DEFAULTS["seed"]``), kept in the recipe."""
     import time
 
     from . import checkpoints, config, features, photos
@@ -612,6 +615,8 @@ def build_latent_model(
     cache = latent_cache(ae, ps.images[train_idx], variants=variants, progress=progress)
     cache_seconds = time.time() - t0
     settings = dict(LATENT_SETTINGS, **({"epochs": epochs} if epochs else {}))
+    if seed is not None:
+        settings["seed"] = int(seed)
     run_dir = Path(run_dir) if run_dir is not None else config.runs_dir() / "photo-latent"
     unet, result, recipe = train_latent_model(
         cache,
@@ -642,9 +647,9 @@ def build_latent_model(
 def train_main(name: str, argv: list[str] | None = None) -> int:
     """``python -m course_utils train photo-ae | photo-latent [--epochs N] [--out FILE] [--run-dir DIR]``:
     rebuild a shipped half of the latent photo model from its recipe (resuming the run folder);
-    ``photo-latent`` also takes ``--variants N``, the cached variants per photo, and ``--simple-loss``
-    (no Min-SNR weighting: the model shipped before it)."""
-    from .__main__ import _OneLineParser, _positive_int, _unwritable
+    ``photo-latent`` also takes ``--variants N``, the cached variants per photo, ``--simple-loss``
+    (no Min-SNR weighting: the model shipped before it) and ``--seed S``, the training seed."""
+    from .__main__ import _OneLineParser, _positive_int, _seed, _unwritable
 
     p = _OneLineParser(
         prog=f"python -m course_utils train {name}",
@@ -663,6 +668,13 @@ def train_main(name: str, argv: list[str] | None = None) -> int:
             action="store_true",
             help=f"train on the simple epsilon loss, without the Min-SNR weighting (gamma {LATENT_SNR_GAMMA:g})",
         )
+        p.add_argument(
+            "--seed",
+            type=_seed,
+            default=None,
+            help=f"training seed: the weights' start, the data's order, the loss's noise (default "
+            f"{LATENT_DEFAULTS['seed']}, the shipped model's)",
+        )
     p.add_argument(
         "--out", type=Path, default=None, help=f"checkpoint to write (default: the course's {name}.safetensors)"
     )
@@ -676,7 +688,7 @@ def train_main(name: str, argv: list[str] | None = None) -> int:
     build = build_autoencoder if name == "photo-ae" else build_latent_model
     more = {}
     if name == "photo-latent":
-        more = dict(variants=args.variants, snr_gamma=None if args.simple_loss else LATENT_SNR_GAMMA)
+        more = dict(variants=args.variants, snr_gamma=None if args.simple_loss else LATENT_SNR_GAMMA, seed=args.seed)
     path = build(out=args.out, run_dir=args.run_dir, epochs=args.epochs, progress=not args.no_progress, **more)
     print(f"saved {path}")
     return 0

@@ -231,18 +231,22 @@ def test_train_command_refuses_an_unwritable_place_before_any_work(tmp_path, cap
     assert stop.value.code == 2 and "cannot write there" in capsys.readouterr().err
 
 
-def test_only_the_latent_train_command_takes_variants_and_simple_loss(tmp_path, monkeypatch, capsys):
+def test_only_the_latent_train_command_takes_variants_simple_loss_and_seed(tmp_path, monkeypatch, capsys):
     asked = {}
     monkeypatch.setattr(latent, "build_latent_model", lambda **kw: asked.update(kw) or tmp_path / "m.safetensors")
     assert latent.train_main("photo-latent", ["--variants", "8", "--epochs", "4", "--no-progress"]) == 0
     assert asked["variants"] == 8 and asked["epochs"] == 4
     assert asked["snr_gamma"] == latent.LATENT_SNR_GAMMA  # the recipe's loss weighting
     assert latent.train_main("photo-latent", ["--no-progress"]) == 0 and asked["variants"] is None  # the recipe's
+    assert asked["seed"] is None  # the recipe's
     assert latent.train_main("photo-latent", ["--simple-loss", "--no-progress"]) == 0 and asked["snr_gamma"] is None
+    assert latent.train_main("photo-latent", ["--seed", "1", "--no-progress"]) == 0 and asked["seed"] == 1
     for name, argv in (
         ("photo-latent", ["--variants", "0"]),
+        ("photo-latent", ["--seed", "-1"]),
         ("photo-ae", ["--variants", "8"]),
         ("photo-ae", ["--simple-loss"]),
+        ("photo-ae", ["--seed", "1"]),
     ):
         with pytest.raises(SystemExit) as stop:
             latent.train_main(name, argv)
@@ -274,10 +278,11 @@ def test_the_two_build_commands_export_records_that_load_together(tmp_path, monk
         progress=False,
         snr_gamma=5.0,  # benchmarks/latent_min_snr.py's loss weighting, kept in the record
         hue_as_angle=True,  # benchmarks/latent_hue_angle.py's condition, kept in the model's config
+        seed=3,  # benchmarks/latent_training_seed.py's other run of the recipe, kept in the recipe
     )
     model, lat_record = latent.load_latent_model(lat_path, autoencoder=ae_path)
     extra = lat_record["recipe"]["extra"]
-    assert extra["snr_gamma"] == 5.0
+    assert extra["snr_gamma"] == 5.0 and lat_record["recipe"]["seed"] == 3
     assert (
         model.unet.cfg.cond_angles
         == (features.index("dominant_hue"),)
