@@ -31,27 +31,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the protocol's own drawing and sweep
 
-from latent_photo_eval import held_out_requests, protocol_scores, trained_summary, training_sweep  # noqa: E402
+from latent_photo_eval import RESULTS, shipped_scores, three_readings, trained_summary  # noqa: E402
 
 from course_utils import config, latent, photo_data  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
-REDRAW_SEED = 1000
-
-
-def shipped_scores() -> dict:
-    """The shipped model's scores under the same requests and seeds, from the files that hold them."""
-    protocol = json.loads((RESULTS / "latent_photo_eval.json").read_text())["latent (256 px)"]
-    redraw = json.loads((RESULTS / "latent_min_snr.json").read_text())["held_out_redraw"]
-    if redraw["seed"] != REDRAW_SEED:
-        raise SystemExit(f"latent_min_snr.json's redraw used seed {redraw['seed']}, not {REDRAW_SEED}")
-    train = json.loads((RESULTS / "latent_training_requests.json").read_text())["guidance_scales"]["2.0"]
-    keep = ("fidelity", "fd_vs_held_out", "dominant_hue")
-    return dict(
-        held_out={k: protocol[k] for k in keep},
-        held_out_redraw=redraw["min_snr"],
-        training_requests={k: train[k] for k in ("groups", "fd", "corr", "mae")},
-    )
 
 
 def main() -> None:
@@ -72,12 +54,7 @@ def main() -> None:
 
     ps = photo_data.load_photos(size=256, progress=False)
     train_idx, held_idx = latent.split_indices(ps.paths, ps.folder)
-    requested, real_held = held_out_requests(ps, held_idx, args.n), ps.features[held_idx].numpy()
-    print("held-out requests, hue as an angle:")
-    held_out = protocol_scores(model, requested, real_held, upsample_to=None, steps=50, w=2.0)
-    print(f"held-out requests, seed {REDRAW_SEED}, hue as an angle:")
-    redraw = protocol_scores(model, requested, real_held, upsample_to=None, steps=50, w=2.0, seed=REDRAW_SEED)
-    train = training_sweep(model, ps, train_idx, {"2.0": (model.x0_clip, 2.0, 1.0)}, n=args.n, steps=50)["2.0"]
+    readings = three_readings(model, ps, train_idx, held_idx, n=args.n, label="hue as an angle")
     out = dict(
         trained=trained_summary(
             record,
@@ -85,13 +62,7 @@ def main() -> None:
             cond_angles=record["model_config"]["cond_angles"],
             snr_gamma=record["recipe"]["extra"].get("snr_gamma"),
         ),
-        hue_angle=dict(
-            held_out=held_out,
-            held_out_redraw=dict(
-                seed=REDRAW_SEED, **{k: redraw[k] for k in ("fidelity", "fd_vs_held_out", "dominant_hue")}
-            ),
-            training_requests={k: train[k] for k in ("groups", "fd", "corr", "mae")},
-        ),
+        hue_angle=readings,
         shipped=shipped,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -153,6 +153,45 @@ def training_sweep(model, ps, train_idx, settings: dict, *, n: int, steps: int) 
     return out
 
 
+RESULTS = Path(__file__).resolve().parent / "results"
+REDRAW_SEED = 1000  # the second draw of the protocol's requests (``latent_min_snr.py --redraw``)
+_KEPT = ("fidelity", "fd_vs_held_out", "dominant_hue")  # what a paired reading keeps of protocol_scores
+
+
+def shipped_scores() -> dict:
+    """The shipped model's three readings, from the files that hold them: the protocol
+    (``latent_photo_eval.json``), the same requests from other noise (``latent_min_snr.json``'s
+    redraw, seed ``REDRAW_SEED``) and the 256 training requests (``latent_training_requests.json``).
+    A run of the recipe measured by :func:`three_readings` is paired with them image by image."""
+    protocol = json.loads((RESULTS / "latent_photo_eval.json").read_text())["latent (256 px)"]
+    redraw = json.loads((RESULTS / "latent_min_snr.json").read_text())["held_out_redraw"]
+    if redraw["seed"] != REDRAW_SEED:
+        raise SystemExit(f"latent_min_snr.json's redraw used seed {redraw['seed']}, not {REDRAW_SEED}")
+    train = json.loads((RESULTS / "latent_training_requests.json").read_text())["guidance_scales"]["2.0"]
+    return dict(
+        held_out={k: protocol[k] for k in _KEPT},
+        held_out_redraw=redraw["min_snr"],
+        training_requests={k: train[k] for k in ("groups", "fd", "corr", "mae")},
+    )
+
+
+def three_readings(model, ps, train_idx, held_idx, *, n: int, label: str) -> dict:
+    """A trained latent model's readings under the shipped model's requests and seeds: the protocol
+    (held-out requests, seed 0), the same requests from other noise (``REDRAW_SEED``) and ``n``
+    training requests (``training_sweep`` at guidance 2)."""
+    requested, real_held = held_out_requests(ps, held_idx, n), ps.features[held_idx].numpy()
+    print(f"held-out requests, {label}:")
+    held_out = protocol_scores(model, requested, real_held, upsample_to=None, steps=50, w=2.0)
+    print(f"held-out requests, seed {REDRAW_SEED}, {label}:")
+    redraw = protocol_scores(model, requested, real_held, upsample_to=None, steps=50, w=2.0, seed=REDRAW_SEED)
+    train = training_sweep(model, ps, train_idx, {"2.0": (model.x0_clip, 2.0, 1.0)}, n=n, steps=50)["2.0"]
+    return dict(
+        held_out=held_out,
+        held_out_redraw=dict(seed=REDRAW_SEED, **{k: redraw[k] for k in _KEPT}),
+        training_requests={k: train[k] for k in ("groups", "fd", "corr", "mae")},
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=256)
