@@ -21,7 +21,6 @@ comparison is paired image by image. The run resumes its folder when killed; its
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,9 +30,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the protocol's own drawing and sweep
 
-from latent_photo_eval import RESULTS, shipped_scores, three_readings, trained_summary  # noqa: E402
+from latent_photo_eval import RESULTS, shipped_scores, write_paired_run  # noqa: E402
 
-from course_utils import config, latent, photo_data  # noqa: E402
+from course_utils import config, latent  # noqa: E402
 
 
 def main() -> None:
@@ -43,7 +42,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS / "latent_hue_angle.json")
     args = p.parse_args()
     torch.set_num_threads(2)
-    shipped = shipped_scores()  # read first: a missing file stops the run before any training
+    shipped_scores()  # read first: a missing file stops the run before any training
     run_dir = args.run_dir or config.runs_dir() / "photo-latent-hue-angle"
     weights = run_dir / "photo-latent-hue-angle.safetensors"
     started = time.time()
@@ -52,22 +51,17 @@ def main() -> None:
     build_seconds = time.time() - started
     model, record = latent.load_latent_model(weights, device=torch.device("cpu"))
 
-    ps = photo_data.load_photos(size=256, progress=False)
-    train_idx, held_idx = latent.split_indices(ps.paths, ps.folder)
-    readings = three_readings(model, ps, train_idx, held_idx, n=args.n, label="hue as an angle")
-    out = dict(
-        trained=trained_summary(
-            record,
-            build_seconds,
-            cond_angles=record["model_config"]["cond_angles"],
-            snr_gamma=record["recipe"]["extra"].get("snr_gamma"),
-        ),
-        hue_angle=readings,
-        shipped=shipped,
+    write_paired_run(
+        model,
+        record,
+        build_seconds,
+        key="hue_angle",
+        label="hue as an angle",
+        n=args.n,
+        out=args.out,
+        cond_angles=record["model_config"]["cond_angles"],
+        snr_gamma=record["recipe"]["extra"].get("snr_gamma"),
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ when killed; its weights stay there.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,9 +31,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the protocol's own drawing and sweep
 
-from latent_photo_eval import RESULTS, shipped_scores, three_readings, trained_summary  # noqa: E402
+from latent_photo_eval import RESULTS, shipped_scores, write_paired_run  # noqa: E402
 
-from course_utils import config, latent, photo_data  # noqa: E402
+from course_utils import config, latent  # noqa: E402
 
 
 def main() -> None:
@@ -47,7 +46,7 @@ def main() -> None:
     if args.seed == latent.LATENT_DEFAULTS["seed"]:
         p.error(f"--seed {args.seed} is the shipped model's seed; pick another")
     torch.set_num_threads(2)
-    shipped = shipped_scores()  # read first: a missing file stops the run before any training
+    shipped_scores()  # read first: a missing file stops the run before any training
     run_dir = args.run_dir or config.runs_dir() / f"photo-latent-seed{args.seed}"
     weights = run_dir / f"photo-latent-seed{args.seed}.safetensors"
     started = time.time()
@@ -58,18 +57,17 @@ def main() -> None:
     if record["recipe"]["seed"] != args.seed:
         raise SystemExit(f"{weights} was trained with seed {record['recipe']['seed']}, not {args.seed}")
 
-    ps = photo_data.load_photos(size=256, progress=False)
-    train_idx, held_idx = latent.split_indices(ps.paths, ps.folder)
-    out = dict(
-        trained=trained_summary(
-            record, build_seconds, seed=record["recipe"]["seed"], snr_gamma=record["recipe"]["extra"]["snr_gamma"]
-        ),
-        other_seed=three_readings(model, ps, train_idx, held_idx, n=args.n, label=f"training seed {args.seed}"),
-        shipped=shipped,
+    write_paired_run(
+        model,
+        record,
+        build_seconds,
+        key="other_seed",
+        label=f"training seed {args.seed}",
+        n=args.n,
+        out=args.out,
+        seed=record["recipe"]["seed"],
+        snr_gamma=record["recipe"]["extra"]["snr_gamma"],
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
