@@ -10,6 +10,7 @@ files.lock                   same process locks twice         test_the_same_proc
 files.lock                   lock file cut short              test_an_unreadable_lock_is_busy_while_fresh_stale_when_old
 files.lock                   take-over killed midway          test_a_lock_set_aside_by_a_killed_take_over_is_removed
 files.lock                   file system without hard links   test_a_file_system_without_hard_links_still_locks
+files.lock                   holder's liveness on Windows     test_a_holder_is_alive_on_windows_as_kernel32_says
 training.train               second run at once (RunBusy)     test_two_runs_into_one_folder_the_second_is_busy
 training.train               stale lock of a killed run       (same test: the first run is killed, the lock taken over)
 training.train               stale lock of a dead pid         test_a_stale_lock_of_a_dead_process_is_taken_over
@@ -234,6 +235,44 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     with pytest.warns(UserWarning, match=rf"process {pid} on this machine .* no longer runs"):
         assert _train(run).epoch == 1
     assert not (run / ".lock").exists()
+
+
+class _Kernel32:
+    """A stand-in for ``ctypes.windll.kernel32``: process ``pid`` is running, has exited with
+    ``exit_code``, or belongs to someone else (OpenProcess fails with access denied, error 5)."""
+
+    def __init__(self, processes: dict):
+        self.processes, self.error, self.open_handles = processes, 0, set()
+
+    def OpenProcess(self, access, inherit, pid):  # the Windows API's names
+        state = self.processes.get(pid)
+        if state is None or state == "denied":
+            self.error = 5 if state == "denied" else 87  # access denied / invalid parameter (no such pid)
+            return 0
+        self.open_handles.add(pid)
+        return pid
+
+    def GetLastError(self):
+        return self.error
+
+    def GetExitCodeProcess(self, handle, code_ref):
+        code_ref._obj.value = 259 if self.processes[handle] == "running" else self.processes[handle]
+
+    def CloseHandle(self, handle):
+        self.open_handles.discard(handle)
+
+
+def test_a_holder_is_alive_on_windows_as_kernel32_says(monkeypatch):
+    """``files._alive`` on Windows (no ``os.kill(pid, 0)`` there): a running process is alive, one that
+    exited is not, even with a code other than 0, someone else's is alive (access denied), an unknown
+    pid is not; every handle opened is closed."""
+    import ctypes
+
+    kernel = _Kernel32({10: "running", 11: 0, 12: 3, 13: "denied"})
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(ctypes, "windll", type("WinDLL", (), {"kernel32": kernel})(), raising=False)
+    assert [files._alive(pid) for pid in (10, 11, 12, 13, 14, 0)] == [True, False, False, True, False, False]
+    assert not kernel.open_handles
 
 
 def test_a_lock_set_aside_by_a_killed_take_over_is_removed(tmp_path):
