@@ -42,7 +42,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS / "latent_hue_angle.json")
     args = p.parse_args()
     torch.set_num_threads(2)
-    shipped_scores()  # read first: a missing file stops the run before any training
+    shipped = shipped_scores()  # read first: a missing file stops the run before any training
     run_dir = args.run_dir or config.runs_dir() / "photo-latent-hue-angle"
     weights = run_dir / "photo-latent-hue-angle.safetensors"
     started = time.time()
@@ -55,6 +55,7 @@ def main() -> None:
         model,
         record,
         build_seconds,
+        shipped=shipped,
         key="hue_angle",
         label="hue as an angle",
         n=args.n,

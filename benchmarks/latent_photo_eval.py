@@ -192,16 +192,19 @@ def three_readings(model, ps, train_idx, held_idx, *, n: int, label: str) -> dic
     )
 
 
-def write_paired_run(model, record, build_seconds: float, *, key: str, label: str, n: int, out: Path, **more) -> dict:
-    """Measure a trained run of the recipe by :func:`three_readings` and write it to ``out`` beside the
-    shipped model's readings under the same requests and seeds: ``{"trained": trained_summary(record,
-    build_seconds, **more), key: readings, "shipped": shipped_scores()}``."""
+def write_paired_run(
+    model, record, build_seconds: float, *, shipped: dict, key: str, label: str, n: int, out: Path, **more
+) -> dict:
+    """Measure a trained run of the recipe by :func:`three_readings` and write it to ``out`` beside
+    ``shipped``, the shipped model's readings under the same requests and seeds (:func:`shipped_scores`,
+    read by the caller before it trains): ``{"trained": trained_summary(record, build_seconds, **more),
+    key: readings, "shipped": shipped}``."""
     ps = photo_data.load_photos(size=256, progress=False)
     train_idx, held_idx = latent.split_indices(ps.paths, ps.folder)
     result = {
         "trained": trained_summary(record, build_seconds, **more),
         key: three_readings(model, ps, train_idx, held_idx, n=n, label=label),
-        "shipped": shipped_scores(),
+        "shipped": shipped,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

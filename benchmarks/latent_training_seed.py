@@ -46,7 +46,7 @@ def main() -> None:
     if args.seed == latent.LATENT_DEFAULTS["seed"]:
         p.error(f"--seed {args.seed} is the shipped model's seed; pick another")
     torch.set_num_threads(2)
-    shipped_scores()  # read first: a missing file stops the run before any training
+    shipped = shipped_scores()  # read first: a missing file stops the run before any training
     run_dir = args.run_dir or config.runs_dir() / f"photo-latent-seed{args.seed}"
     weights = run_dir / f"photo-latent-seed{args.seed}.safetensors"
     started = time.time()
@@ -61,6 +61,7 @@ def main() -> None:
         model,
         record,
         build_seconds,
+        shipped=shipped,
         key="other_seed",
         label=f"training seed {args.seed}",
         n=args.n,

@@ -498,12 +498,17 @@ def test_the_hue_angle_table_is_the_measured_one(index):
     _says(hue_angle_rows()[index])
 
 
+def _assert_is_the_shipped_model(shipped: dict) -> None:
+    """A paired-run file's "shipped" scores are those of the checkpoint the protocol's file measured."""
+    assert shipped["held_out"]["fidelity"] == _latent()["latent (256 px)"]["fidelity"]
+    assert shipped["held_out_redraw"] == _result("latent_min_snr.json")["held_out_redraw"]["min_snr"]
+    assert shipped["training_requests"]["groups"] == _training_request_groups("latent_training_requests.json")
+
+
 def test_the_shipped_side_of_the_hue_angle_run_is_the_shipped_model():
     """The file's "shipped" scores are those of the checkpoint the protocol's file measured."""
     run = _result("latent_hue_angle.json")
-    assert run["shipped"]["held_out"]["fidelity"] == _latent()["latent (256 px)"]["fidelity"]
-    assert run["shipped"]["held_out_redraw"] == _result("latent_min_snr.json")["held_out_redraw"]["min_snr"]
-    assert run["shipped"]["training_requests"]["groups"] == _training_request_groups("latent_training_requests.json")
+    _assert_is_the_shipped_model(run["shipped"])
     assert (
         run["trained"]["cond_angles"] == [0]
         and run["trained"]["steps"] == _result("latent_min_snr.json")["trained"]["steps"]
@@ -564,7 +569,7 @@ def test_the_training_seed_table_is_the_measured_one(index):
 def test_the_training_seed_run_is_the_shipped_recipe_with_another_seed():
     run = _result(SEED_RUN[0])
     shipped_run = _result("latent_min_snr.json")["trained"]
-    assert run["shipped"] == _result("latent_hue_angle.json")["shipped"]  # the files the shipped model's scores are in
+    _assert_is_the_shipped_model(run["shipped"])
     assert run["trained"]["seed"] == 1 and run["trained"]["snr_gamma"] == shipped_run["snr_gamma"]
     assert run["trained"]["steps"] == shipped_run["steps"] and run["trained"]["epochs"] == shipped_run["epochs"]
     minutes = int(re.search(r"(\d+) s of training", run["trained"]["record"]).group(1)) / 60
