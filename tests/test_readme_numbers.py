@@ -485,17 +485,22 @@ def paired_rows(name: str, key: str) -> list[str]:
     ]
 
 
-def _hue_angle_runs() -> tuple[dict, dict]:
-    return _paired_runs("latent_hue_angle.json", "hue_angle")
+HUE_RUN = ("latent_hue_angle.json", "hue_angle")
+SEED_RUN = ("latent_training_seed.json", "other_seed")
+_SETS = ("held_out", "redraw", "seen")  # the three readings of a paired run, as _paired_runs names them
 
 
-def hue_angle_rows() -> list[str]:
-    return paired_rows("latent_hue_angle.json", "hue_angle")
+def _mae_ratio(groups: dict, group: str) -> float:
+    return groups[group]["mae"] / groups[group]["mae_shuffled"]
+
+
+def _training_minutes(run: dict) -> float:
+    return int(re.search(r"(\d+) s of training", run["trained"]["record"]).group(1)) / 60
 
 
 @pytest.mark.parametrize("index", range(7))
 def test_the_hue_angle_table_is_the_measured_one(index):
-    _says(hue_angle_rows()[index])
+    _says(paired_rows(*HUE_RUN)[index])
 
 
 def _assert_is_the_shipped_model(shipped: dict) -> None:
@@ -517,7 +522,7 @@ def test_the_shipped_side_of_the_hue_angle_run_is_the_shipped_model():
 
 def test_the_hue_angle_reading_is_what_its_numbers_say():
     run = _result("latent_hue_angle.json")
-    angle, shipped = _hue_angle_runs()
+    angle, shipped = _paired_runs(*HUE_RUN)
     hue, hue_shipped = run["hue_angle"]["held_out"]["dominant_hue"], run["shipped"]["held_out"]["dominant_hue"]
     # the short way round falls; the linear way does not; the share past half a turn stays
     assert hue["circular_mae"] < hue_shipped["circular_mae"] and hue["mae"] >= hue_shipped["mae"]
@@ -528,16 +533,16 @@ def test_the_hue_angle_reading_is_what_its_numbers_say():
         f"(shipped: {hue_shipped['share_past_half_a_turn']:.0%})"
     )
     # COLOR's ratio: a little lower on every set, above 0.6 on every one
-    ratio = lambda groups: groups["COLOR"]["mae"] / groups["COLOR"]["mae_shuffled"]  # noqa: E731
-    sets = ("held_out", "redraw", "seen")
-    falls = [ratio(shipped[k]) - ratio(angle[k]) for k in sets]
-    assert all(0.005 <= f < 0.025 for f in falls) and all(ratio(angle[k]) > 0.6 for k in sets)
+    ratio = [_mae_ratio(angle[k], "COLOR") for k in _SETS]
+    ratio_shipped = [_mae_ratio(shipped[k], "COLOR") for k in _SETS]
+    falls = [b - a for a, b in zip(ratio, ratio_shipped)]
+    assert all(0.005 <= f < 0.025 for f in falls) and all(r > 0.6 for r in ratio)
     _says(
-        f"falls by 0.01 to 0.02 on each set of requests ({_listed(f'{ratio(angle[k]):.3f}' for k in sets)} against "
-        f"{_listed(f'{ratio(shipped[k]):.3f}' for k in sets)}) and stays above the goal's 0.6 on every one"
+        f"falls by 0.01 to 0.02 on each set of requests ({_listed(f'{r:.3f}' for r in ratio)} against "
+        f"{_listed(f'{r:.3f}' for r in ratio_shipped)}) and stays above the goal's 0.6 on every one"
     )
     # SHAPE and TOPOLOGY fall on most readings, TOPOLOGY most on the protocol's seeds
-    moves = [angle[k][g]["corr"] - shipped[k][g]["corr"] for k in sets for g in ("SHAPE", "TOPOLOGY")]
+    moves = [angle[k][g]["corr"] - shipped[k][g]["corr"] for k in _SETS for g in ("SHAPE", "TOPOLOGY")]
     topo = angle["held_out"]["TOPOLOGY"]["corr"] - shipped["held_out"]["TOPOLOGY"]["corr"]
     assert topo == min(moves)
     _says(
@@ -545,20 +550,12 @@ def test_the_hue_angle_reading_is_what_its_numbers_say():
         f"{-topo:.2f} on the protocol's seeds"
     )
     # run to run: the largest difference of a group correlation on the same requests and noise
-    widest = max(abs(angle[k][g]["corr"] - shipped[k][g]["corr"]) for k in sets for g in GROUPS)
+    widest = max(abs(angle[k][g]["corr"] - shipped[k][g]["corr"]) for k in _SETS for g in GROUPS)
     _says(f"differ by up to {widest:.2f} in a group correlation on the same requests and noise")
-    minutes = int(re.search(r"(\d+) s of training", run["trained"]["record"]).group(1)) / 60
-    _says(f"weighting; {minutes:.0f} minutes on two threads)")
+    _says(f"weighting; {_training_minutes(run):.0f} minutes on two threads)")
 
 
 # -- two runs of the recipe: the training seed -------------------------------------------------------
-
-SEED_RUN = ("latent_training_seed.json", "other_seed")
-_SETS = ("held_out", "redraw", "seen")
-
-
-def _color_ratio(groups: dict, group: str = "COLOR") -> float:
-    return groups[group]["mae"] / groups[group]["mae_shuffled"]
 
 
 @pytest.mark.parametrize("index", range(7))
@@ -572,8 +569,7 @@ def test_the_training_seed_run_is_the_shipped_recipe_with_another_seed():
     _assert_is_the_shipped_model(run["shipped"])
     assert run["trained"]["seed"] == 1 and run["trained"]["snr_gamma"] == shipped_run["snr_gamma"]
     assert run["trained"]["steps"] == shipped_run["steps"] and run["trained"]["epochs"] == shipped_run["epochs"]
-    minutes = int(re.search(r"(\d+) s of training", run["trained"]["record"]).group(1)) / 60
-    _says(f"The run took {minutes:.0f} minutes on two threads")
+    _says(f"The run took {_training_minutes(run):.0f} minutes on two threads")
 
 
 def test_the_training_seed_reading_is_what_its_numbers_say():
@@ -585,7 +581,8 @@ def test_the_training_seed_reading_is_what_its_numbers_say():
     assert draws < widest[0]  # "the training run is the larger of the two noises"
     _says(f"Two draws of the same requests from the shipped model differ by up to {draws:.2f}")
     # COLOR met on every set by seed 1, missed on every set by the shipped model
-    ratios, ratios_shipped = [_color_ratio(other[k]) for k in _SETS], [_color_ratio(shipped[k]) for k in _SETS]
+    ratios = [_mae_ratio(other[k], "COLOR") for k in _SETS]
+    ratios_shipped = [_mae_ratio(shipped[k], "COLOR") for k in _SETS]
     assert max(ratios) <= 0.6 < min(ratios_shipped)
     _says(
         f"MAE ratios {_listed(f'{r:.3f}' for r in ratios)} against the shipped model's "
@@ -603,7 +600,7 @@ def test_the_training_seed_reading_is_what_its_numbers_say():
         f"on the protocol's seeds {other['held_out']['SHAPE']['corr']:.2f} against {line['SHAPE']:.2f} and "
         f"{other['held_out']['TOPOLOGY']['corr']:.2f} against {line['TOPOLOGY']:.2f} (shuffled + 0.2)"
     )
-    light = _color_ratio(other["held_out"], "LIGHTING")
+    light = _mae_ratio(other["held_out"], "LIGHTING")
     assert light > 0.6
     _says(f"LIGHTING's error misses on the protocol's seeds ({light:.3f})")
     # what both runs hold: MATERIAL's correlation goal and realism below photo-32's
