@@ -212,6 +212,29 @@ def write_paired_run(
     return result
 
 
+def train_and_compare(
+    name: str, *, key: str, label: str, n: int, out: Path, run_dir: Path | None = None, summary=None, **build
+) -> dict:
+    """Train the shipped recipe with the changes ``build`` names (keywords of
+    :func:`latent.build_latent_model`) in ``runs/<name>``, resumed when killed (a finished run is
+    measured, not trained again), then measure it beside the shipped model (:func:`write_paired_run`).
+    ``summary(record)``: what of the trained record to keep beside the training time; it may refuse a
+    record that is not this run's by raising."""
+    from course_utils import config
+
+    torch.set_num_threads(2)
+    shipped = shipped_scores()  # read first: a missing file stops the run before any training
+    run_dir = run_dir or config.runs_dir() / name
+    weights = run_dir / f"{name}.safetensors"
+    started = time.time()
+    if not weights.is_file():
+        latent.build_latent_model(out=weights, run_dir=run_dir, **build)
+    build_seconds = time.time() - started
+    model, record = latent.load_latent_model(weights, device=torch.device("cpu"))
+    more = summary(record) if summary is not None else {}
+    return write_paired_run(model, record, build_seconds, shipped=shipped, key=key, label=label, n=n, out=out, **more)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=256)

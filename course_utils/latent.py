@@ -486,6 +486,7 @@ LATENT_SETTINGS = dict(epochs=8)  # the latent UNet's settings beyond LATENT_DEF
 LATENT_WIDTH = 48  # the latent UNet's first-level channels (32: 1.6M parameters, 48: 3.7M)
 LATENT_SNR_GAMMA = 5.0  # Min-SNR weighting of its loss (benchmarks/latent_min_snr.py; None: the simple loss)
 LATENT_HUE_AS_ANGLE = False  # dominant_hue into the network as (cos, sin) (benchmarks/latent_hue_angle.py)
+LATENT_SCALE_SHIFT = False  # the embedding scales the ResBlocks' GroupNorm too (benchmarks/latent_scale_shift.py)
 
 
 def _photos_and_split(progress: bool):
@@ -595,6 +596,7 @@ def build_latent_model(
     progress: bool = True,
     snr_gamma: float | None = LATENT_SNR_GAMMA,
     hue_as_angle: bool = LATENT_HUE_AS_ANGLE,
+    scale_shift: bool = LATENT_SCALE_SHIFT,
     seed: int | None = None,
 ) -> Path:
     """Train the shipped latent UNet's recipe on the cached latents of the training split (resuming
@@ -602,6 +604,7 @@ def build_latent_model(
     ``variants``: cached variants per photo (default ``VARIANTS``; see :func:`variant_pixels`);
     ``snr_gamma``: Min-SNR weighting of the loss (default ``LATENT_SNR_GAMMA``; None: the simple loss);
     ``hue_as_angle``: the network sees ``dominant_hue`` as its cosine and sine (``UNetConfig.cond_angles``);
+    ``scale_shift``: the time and the features scale and shift every ResBlock's GroupNorm (``UNetConfig.scale_shift``);
     ``seed``: the training seed (the weights' start, the data's order, the loss's times and noise;
     default ``LATENT_DEFAULTS["seed"]``), kept in the recipe."""
     import time
@@ -625,6 +628,7 @@ def build_latent_model(
             cache.latents.shape[-1],
             base_channels=LATENT_WIDTH,
             cond_angles=(features.index("dominant_hue"),) if hue_as_angle else (),
+            scale_shift=scale_shift,
         ),
         autoencoder_record=dict(ae_record, file=Path(_checkpoint_file(autoencoder)).name),
         run_dir=run_dir,

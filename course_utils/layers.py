@@ -207,14 +207,22 @@ class ResBlock(nn.Module):
         h = conv3x3(Dropout(SiLU(GroupNorm(h))))
         out = skip(x) + h                                  skip = 1x1 conv when c_in != c_out
 
+    With ``scale_shift`` the embedding also scales the normalised features (adaptive GroupNorm,
+    Dhariwal & Nichol 2021, section 3): ``Linear(SiLU(emb))`` gives (scale, shift) per channel and
+    the second half reads ``conv3x3(Dropout(SiLU(GroupNorm(h) * (1 + scale) + shift)))``, so the time
+    and the condition can turn a channel up or down instead of only offsetting it.
+
     The last convolution starts at zero, so a fresh block is the identity on its skip path.
     """
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, *, dropout: float = 0.0, groups: int = 32):
+    def __init__(
+        self, c_in: int, c_out: int, emb_dim: int, *, dropout: float = 0.0, groups: int = 32, scale_shift: bool = False
+    ):
         super().__init__()
+        self.scale_shift = scale_shift
         self.norm1 = group_norm(c_in, groups)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, c_out)
+        self.emb = nn.Linear(emb_dim, 2 * c_out if scale_shift else c_out)
         self.norm2 = group_norm(c_out, groups)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
@@ -224,8 +232,13 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = self.conv1(nn.functional.silu(self.norm1(x)))  # (B, c_out, H, W)
-        h = h + self.emb(nn.functional.silu(emb))[:, :, None, None]  # (B, c_out, 1, 1) broadcast
-        h = self.conv2(self.dropout(nn.functional.silu(self.norm2(h))))
+        e = self.emb(nn.functional.silu(emb))[:, :, None, None]  # (B, c_out or 2 c_out, 1, 1) broadcast
+        if self.scale_shift:
+            scale, shift = e.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift
+        else:
+            h = self.norm2(h + e)
+        h = self.conv2(self.dropout(nn.functional.silu(h)))
         return self.skip(x) + h
 
 

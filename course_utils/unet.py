@@ -107,6 +107,7 @@ class UNetConfig:
     attn_heads: int = 4
     dropout: float = 0.0
     groups: int = 32  # GroupNorm groups
+    scale_shift: bool = False  # "res" only: the embedding scales and shifts each ResBlock's GroupNorm (AdaGN)
 
     @classmethod
     def mnist(cls, hidden: int = 64, *, time_cond: bool = True, cond: str = "none", **kw) -> "UNetConfig":
@@ -154,7 +155,7 @@ class UNetConfig:
         return replace(self, **changes)
 
     # fields added after checkpoints shipped: written only when set, so the older records keep their layout
-    _WRITTEN_WHEN_SET = ("cond_angles",)
+    _WRITTEN_WHEN_SET = ("cond_angles", "scale_shift")
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -271,7 +272,7 @@ class ResUNet(nn.Module):
             self.class_mlp = FCBlock(cfg.n_classes, emb_dim)
 
         def block(c_in: int, c_out: int, size: int) -> nn.ModuleList:
-            parts = [ResBlock(c_in, c_out, emb_dim, dropout=cfg.dropout, groups=groups)]
+            parts = [ResBlock(c_in, c_out, emb_dim, dropout=cfg.dropout, groups=groups, scale_shift=cfg.scale_shift)]
             if size in cfg.attn_resolutions:
                 parts.append(SelfAttention(c_out, heads=heads, groups=groups))
             return nn.ModuleList(parts)
@@ -291,9 +292,9 @@ class ResUNet(nn.Module):
                 size //= 2
         self.mid = nn.ModuleList(
             [
-                ResBlock(ch, ch, emb_dim, dropout=cfg.dropout, groups=groups),
+                ResBlock(ch, ch, emb_dim, dropout=cfg.dropout, groups=groups, scale_shift=cfg.scale_shift),
                 SelfAttention(ch, heads=heads, groups=groups),
-                ResBlock(ch, ch, emb_dim, dropout=cfg.dropout, groups=groups),
+                ResBlock(ch, ch, emb_dim, dropout=cfg.dropout, groups=groups, scale_shift=cfg.scale_shift),
             ]
         )
         self.up = nn.ModuleList()
