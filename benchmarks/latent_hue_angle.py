@@ -22,17 +22,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the protocol's own drawing and sweep
 
-from latent_photo_eval import RESULTS, shipped_scores, write_paired_run  # noqa: E402
-
-from course_utils import config, latent  # noqa: E402
+from latent_photo_eval import RESULTS, train_and_compare  # noqa: E402
 
 
 def main() -> None:
@@ -41,27 +36,17 @@ def main() -> None:
     p.add_argument("--run-dir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=RESULTS / "latent_hue_angle.json")
     args = p.parse_args()
-    torch.set_num_threads(2)
-    shipped = shipped_scores()  # read first: a missing file stops the run before any training
-    run_dir = args.run_dir or config.runs_dir() / "photo-latent-hue-angle"
-    weights = run_dir / "photo-latent-hue-angle.safetensors"
-    started = time.time()
-    if not weights.is_file():  # a finished run is measured, not trained again
-        latent.build_latent_model(out=weights, run_dir=run_dir, hue_as_angle=True)
-    build_seconds = time.time() - started
-    model, record = latent.load_latent_model(weights, device=torch.device("cpu"))
-
-    write_paired_run(
-        model,
-        record,
-        build_seconds,
-        shipped=shipped,
+    train_and_compare(
+        "photo-latent-hue-angle",
         key="hue_angle",
         label="hue as an angle",
         n=args.n,
         out=args.out,
-        cond_angles=record["model_config"]["cond_angles"],
-        snr_gamma=record["recipe"]["extra"].get("snr_gamma"),
+        run_dir=args.run_dir,
+        summary=lambda record: dict(
+            cond_angles=record["model_config"]["cond_angles"], snr_gamma=record["recipe"]["extra"].get("snr_gamma")
+        ),
+        hue_as_angle=True,
     )
 
 

@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the protocol's own drawing and sweep
 
-from latent_photo_eval import RESULTS, shipped_scores, write_paired_run  # noqa: E402
+from latent_photo_eval import RESULTS, train_and_compare  # noqa: E402
 
-from course_utils import config, latent  # noqa: E402
+from course_utils import latent  # noqa: E402
 
 
 def main() -> None:
@@ -45,29 +42,22 @@ def main() -> None:
     args = p.parse_args()
     if args.seed == latent.LATENT_DEFAULTS["seed"]:
         p.error(f"--seed {args.seed} is the shipped model's seed; pick another")
-    torch.set_num_threads(2)
-    shipped = shipped_scores()  # read first: a missing file stops the run before any training
-    run_dir = args.run_dir or config.runs_dir() / f"photo-latent-seed{args.seed}"
-    weights = run_dir / f"photo-latent-seed{args.seed}.safetensors"
-    started = time.time()
-    if not weights.is_file():  # a finished run is measured, not trained again
-        latent.build_latent_model(out=weights, run_dir=run_dir, seed=args.seed)
-    build_seconds = time.time() - started
-    model, record = latent.load_latent_model(weights, device=torch.device("cpu"))
-    if record["recipe"]["seed"] != args.seed:
-        raise SystemExit(f"{weights} was trained with seed {record['recipe']['seed']}, not {args.seed}")
 
-    write_paired_run(
-        model,
-        record,
-        build_seconds,
-        shipped=shipped,
+    def summary(record: dict) -> dict:
+        if record["recipe"]["seed"] != args.seed:
+            trained = record["recipe"]["seed"]
+            raise SystemExit(f"the run folder holds a model trained with seed {trained}, not {args.seed}")
+        return dict(seed=args.seed, snr_gamma=record["recipe"]["extra"]["snr_gamma"])
+
+    train_and_compare(
+        f"photo-latent-seed{args.seed}",
         key="other_seed",
         label=f"training seed {args.seed}",
         n=args.n,
         out=args.out,
-        seed=record["recipe"]["seed"],
-        snr_gamma=record["recipe"]["extra"]["snr_gamma"],
+        run_dir=args.run_dir,
+        summary=summary,
+        seed=args.seed,
     )
 
 

@@ -278,6 +278,7 @@ def test_the_two_build_commands_export_records_that_load_together(tmp_path, monk
         progress=False,
         snr_gamma=5.0,  # benchmarks/latent_min_snr.py's loss weighting, kept in the record
         hue_as_angle=True,  # benchmarks/latent_hue_angle.py's condition, kept in the model's config
+        scale_shift=True,  # benchmarks/latent_scale_shift.py's adaptive GroupNorm, kept in the model's config
         seed=3,  # benchmarks/latent_training_seed.py's other run of the recipe, kept in the recipe
     )
     model, lat_record = latent.load_latent_model(lat_path, autoencoder=ae_path)
@@ -288,6 +289,7 @@ def test_the_two_build_commands_export_records_that_load_together(tmp_path, monk
         == (features.index("dominant_hue"),)
         == tuple(lat_record["model_config"]["cond_angles"])
     )
+    assert model.unet.cfg.scale_shift and lat_record["model_config"]["scale_shift"] is True
     assert extra["autoencoder_sha256"] == record["sha256"] and extra["x0_clip"] == latent.X0_CLIP
     assert extra["latents"] == 10 * variants == 10 * extra["variants"] and model.x0_clip == latent.X0_CLIP
     assert f"({variants} variants of 10 photos" in lat_record["recipe"]["trained"]

@@ -96,7 +96,10 @@ def test_bad_inputs_have_clear_errors():
 def test_config_round_trip():
     cfg = UNetConfig.mnist(32, cond="class")
     assert UNetConfig.from_dict(cfg.to_dict()) == cfg
-    assert "cond_angles" not in cfg.to_dict()  # written only when set: the shipped records keep their layout
+    for field in ("cond_angles", "scale_shift"):  # written only when set: the shipped records keep their layout
+        assert field not in cfg.to_dict()
+    adaptive = UNetConfig.photo_small(16, base_channels=8, groups=4, scale_shift=True)
+    assert adaptive.to_dict()["scale_shift"] is True and UNetConfig.from_dict(adaptive.to_dict()) == adaptive
     with pytest.raises(ValueError):
         UNetConfig.from_dict({"depth": 3})
 
@@ -170,3 +173,35 @@ def test_an_angle_condition_enters_as_cos_and_sin():
 def test_bad_angle_entries_are_refused(angles):
     with pytest.raises(ValueError, match="cond_angles"):
         build_unet(UNetConfig.photo_small(16, base_channels=8, groups=4, cond_angles=angles))
+
+
+@pytest.mark.parametrize("scale_shift", [False, True])
+def test_a_resblock_offsets_or_scales_and_shifts_its_channels_by_the_embedding(scale_shift):
+    """Plain: the embedding adds one number per channel before the second GroupNorm. With
+    scale_shift (adaptive GroupNorm): it gives (scale, shift) per channel after that norm."""
+    torch.manual_seed(0)
+    block = layers.ResBlock(8, 16, 12, groups=4, scale_shift=scale_shift)
+    torch.nn.init.normal_(block.conv2.weight, 0, 0.1)  # the zero start would hide the second half
+    x, emb = torch.randn(2, 8, 5, 5), torch.randn(2, 12)
+    silu = torch.nn.functional.silu
+    with torch.no_grad():
+        h = block.conv1(silu(block.norm1(x)))
+        e = block.emb(silu(emb))[:, :, None, None]
+        if scale_shift:
+            assert e.shape[1] == 32  # a scale and a shift for each of the 16 channels
+            h = block.norm2(h) * (1 + e[:, :16]) + e[:, 16:]
+        else:
+            assert e.shape[1] == 16
+            h = block.norm2(h + e)
+        torch.testing.assert_close(block(x, emb), block.skip(x) + block.conv2(silu(h)))
+
+
+def test_scale_shift_doubles_only_the_embedding_layers_of_the_resblocks():
+    plain = build_unet(UNetConfig.photo_small(16, base_channels=8, groups=4))
+    adaptive = build_unet(UNetConfig.photo_small(16, base_channels=8, groups=4, scale_shift=True))
+    blocks = [m for m in plain.modules() if isinstance(m, layers.ResBlock)]
+    extra = sum(b.emb.weight.numel() + b.emb.bias.numel() for b in blocks)
+    assert count_parameters(adaptive) - count_parameters(plain) == extra
+    assert all(m.scale_shift for m in adaptive.modules() if isinstance(m, layers.ResBlock))
+    x, t, cond = torch.randn(2, 3, 16, 16), torch.rand(2), torch.rand(2, 32)
+    assert adaptive(x, t, cond).shape == x.shape
