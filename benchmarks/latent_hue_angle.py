@@ -20,22 +20,17 @@ comparison is paired image by image. The run resumes its folder when killed; its
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the protocol's own drawing and sweep
 
-from latent_photo_eval import RESULTS, train_and_compare  # noqa: E402
+from latent_photo_eval import paired_run_parser, train_and_compare  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--n", type=int, default=256)
-    p.add_argument("--run-dir", type=Path, default=None)
-    p.add_argument("--out", type=Path, default=RESULTS / "latent_hue_angle.json")
-    args = p.parse_args()
+    args = paired_run_parser("latent_hue_angle.json", __doc__).parse_args()
     train_and_compare(
         "photo-latent-hue-angle",
         key="hue_angle",

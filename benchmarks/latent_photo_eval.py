@@ -212,6 +212,16 @@ def write_paired_run(
     return result
 
 
+def paired_run_parser(out_name: str, doc: str | None = None) -> argparse.ArgumentParser:
+    """The options every trial of the recipe takes: ``--n`` requests per reading, ``--run-dir`` (its
+    training run, resumed) and ``--out`` (default ``benchmarks/results/<out_name>``)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=256, help="requests per reading (the protocol's 256)")
+    p.add_argument("--run-dir", type=Path, default=None, help="the training run's folder, resumed when killed")
+    p.add_argument("--out", type=Path, default=RESULTS / out_name)
+    return p
+
+
 def train_and_compare(
     name: str, *, key: str, label: str, n: int, out: Path, run_dir: Path | None = None, summary=None, **build
 ) -> dict:

@@ -21,24 +21,20 @@ when killed; its weights stay there.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the protocol's own drawing and sweep
 
-from latent_photo_eval import RESULTS, train_and_compare  # noqa: E402
+from latent_photo_eval import paired_run_parser, train_and_compare  # noqa: E402
 
 from course_utils import latent  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = paired_run_parser("latent_training_seed.json", __doc__)
     p.add_argument("--seed", type=int, default=1, help="the training seed (the shipped model's is 0)")
-    p.add_argument("--n", type=int, default=256)
-    p.add_argument("--run-dir", type=Path, default=None)
-    p.add_argument("--out", type=Path, default=RESULTS / "latent_training_seed.json")
     args = p.parse_args()
     if args.seed == latent.LATENT_DEFAULTS["seed"]:
         p.error(f"--seed {args.seed} is the shipped model's seed; pick another")
