@@ -32,7 +32,9 @@ of the training set (buffers of the model, so they travel in every checkpoint), 
 ``VectorEmbedding`` (a row of NaN = "no condition", the learned null embedding). With
 ``cond_angles`` (e.g. the index of ``dominant_hue``, an angle in turns with red at both ends), each
 such entry enters as cos(2 pi v) in its own column and sin(2 pi v) appended at the end, so the
-network sees 0.99 and 0.01 as the neighbours they are.
+network sees 0.99 and 0.01 as the neighbours they are. A ResBlock adds its projection of ``emb``
+to each channel; with ``scale_shift`` it scales and shifts each normalised channel instead
+(adaptive GroupNorm, Dhariwal & Nichol 2021), which no shipped model uses.
 ``UNetConfig.photo_small()`` is the same network, narrow and at 32 px, that trains on a CPU.
 """
 
