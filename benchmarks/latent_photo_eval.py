@@ -80,6 +80,17 @@ def seconds_per_image(model, feats, *, threads: int, steps: int, w: float, repea
         torch.set_num_threads(old)
 
 
+def paired_speed(models: dict, feats, *, threads: int, steps: int = 50, w: float = 2.0, rounds: int = 3) -> dict:
+    """Seconds per 256x256 image at batch size 1 of each of ``models`` (name -> model), measured in
+    turns (round r times every model once), so that a slower minute of the machine falls on all of
+    them: per model the median over the rounds of :func:`seconds_per_image`."""
+    times = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            times[name].append(seconds_per_image(model, feats, threads=threads, steps=steps, w=w))
+    return {name: round(sorted(t)[len(t) // 2], 3) for name, t in times.items()}
+
+
 def held_out_requests(ps, held_idx, n: int) -> torch.Tensor:
     """The protocol's requests: the features of ``n`` held-out photos, chosen with seed 0."""
     pick = held_idx[torch.randperm(len(held_idx), generator=torch.Generator().manual_seed(0))[:n]]

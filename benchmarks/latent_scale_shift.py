@@ -10,7 +10,7 @@ embedding also scaling each normalised channel (Dhariwal & Nichol 2021, section 
 FID against the offset alone), the features can turn whole channels of the map on and off. The
 model steers SHAPE and TOPOLOGY no better on photos it has seen than on new ones, so what it lacks
 is learning them: a stronger path for the condition is the change this run tests. It adds 7% of
-parameters (3.96M against 3.69M) and nothing measurable to a sampling step.
+parameters (3.96M against 3.69M); ``--speed`` measures what it adds to the time of an image.
 
 Rule fixed before measuring: the shipped model stays the shipped model unless this run meets every
 goal on all three readings (the protocol's seeds, seed 1000 and the training requests), since two
@@ -22,6 +22,7 @@ comparison is paired image by image. The run resumes its folder when killed; its
 
     python benchmarks/latent_scale_shift.py [--run-dir runs/photo-latent-scale-shift] \\
         [--out benchmarks/results/latent_scale_shift.json]
+    python benchmarks/latent_scale_shift.py --speed    # then: seconds per image beside the shipped model
 """
 
 from __future__ import annotations
@@ -32,19 +33,55 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the protocol's own drawing and sweep
 
-from latent_photo_eval import paired_run_parser, train_and_compare  # noqa: E402
+from latent_photo_eval import paired_run_parser, paired_speed, train_and_compare  # noqa: E402
+
+from course_utils import config, latent, photo_data  # noqa: E402
+
+RUN = "photo-latent-scale-shift"
+
+
+def add_speed(args) -> None:
+    """One 256x256 image at batch size 1 (DDIM 50, guidance 2, decode included) from this run's model
+    and from the shipped one, on two threads and on one, in turns; written into ``args.out``."""
+    import json
+
+    import torch
+
+    result = json.loads(args.out.read_text())  # the run's file must exist: the speed sits beside its readings
+    run_dir = args.run_dir or config.runs_dir() / RUN
+    cpu = torch.device("cpu")
+    models = {
+        "scale_shift": latent.load_latent_model(run_dir / f"{RUN}.safetensors", device=cpu)[0],
+        "shipped": latent.load_latent_model("photo-latent", device=cpu)[0],
+    }
+    ps = photo_data.load_photos(size=256, progress=False)
+    _, held_idx = latent.split_indices(ps.paths, ps.folder)
+    feats = ps.features[held_idx[:3]]
+    result["seconds_per_image"] = {
+        f"{t} thread{'s' if t > 1 else ''}": paired_speed(models, feats, threads=t) for t in (2, 1)
+    }
+    print(result["seconds_per_image"])
+    args.out.write_text(json.dumps(result, indent=1))
 
 
 def main() -> None:
-    args = paired_run_parser("latent_scale_shift.json", __doc__).parse_args()
+    p = paired_run_parser("latent_scale_shift.json", __doc__)
+    p.add_argument(
+        "--speed",
+        action="store_true",
+        help="after the run: seconds per image of this model and of the shipped one, in turns, added to --out",
+    )
+    args = p.parse_args()
+    if args.speed:
+        return add_speed(args)
 
     def summary(record: dict) -> dict:
         if not record["model_config"].get("scale_shift"):
-            raise SystemExit(f"{args.run_dir or 'runs/photo-latent-scale-shift'} holds a model without scale_shift")
+            raise SystemExit(f"{args.run_dir or 'runs/' + RUN} holds a model without scale_shift")
         return dict(scale_shift=True, snr_gamma=record["recipe"]["extra"].get("snr_gamma"))
 
     train_and_compare(
-        "photo-latent-scale-shift",
+        RUN,
         key="scale_shift",
         label="scale and shift",
         n=args.n,
