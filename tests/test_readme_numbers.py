@@ -70,6 +70,20 @@ def _goal(met: bool, text: str) -> str:
     return f"- {'met' if met else '**missed**'}: {text}"
 
 
+def _corr_goal_met(corr: float, shuffled: float) -> bool:
+    """The correlation goal as the goals list reads it: the correlation, rounded as printed, at least
+    the shuffled baseline, rounded as printed, + 0.2 (rounded again: -0.02 + 0.2 is 0.18, not above it)."""
+    return round(corr, 2) >= round(round(shuffled, 2) + 0.2, 2)
+
+
+def _group_goals(groups: dict) -> dict[str, bool]:
+    """The capstone's goals that one reading's group scores decide: every group's correlation at
+    least shuffled + 0.2, COLOR's and LIGHTING's MAE at most 0.6x shuffled."""
+    goals = {f"{g} correlation": _corr_goal_met(groups[g]["corr"], groups[g]["corr_shuffled"]) for g in GROUPS}
+    goals.update({f"{g} error": groups[g]["mae"] <= 0.6 * groups[g]["mae_shuffled"] for g in ("COLOR", "LIGHTING")})
+    return goals
+
+
 def test_each_capstone_goal_is_marked_as_its_numbers_say():
     r = _latent()
     latent, p32 = r["latent (256 px)"], r["photo-32 upsampled to 256"]
@@ -80,7 +94,7 @@ def test_each_capstone_goal_is_marked_as_its_numbers_say():
         corr, shuffled = f[g]["corr"], f[g]["corr_shuffled"]
         _says(
             _goal(
-                round(corr, 2) >= round(shuffled, 2) + 0.2,
+                _corr_goal_met(corr, shuffled),
                 f"{g} correlation at least shuffled + 0.2 ({corr:.2f} against {shuffled:.2f} + 0.2)",
             )
         )
@@ -319,8 +333,8 @@ def test_the_crop_variant_trial_is_the_measured_one():
         f"SHAPE would pass ({c['SHAPE']['corr']:.2f} against {c['SHAPE']['corr_shuffled']:.2f} + 0.2) only because "
         f"its shuffled baseline moved from {s['SHAPE']['corr_shuffled']:.2f} to {c['SHAPE']['corr_shuffled']:.2f}"
     )
-    assert round(c["SHAPE"]["corr"], 2) >= round(c["SHAPE"]["corr_shuffled"], 2) + 0.2
-    assert round(s["SHAPE"]["corr"], 2) < round(s["SHAPE"]["corr_shuffled"], 2) + 0.2
+    assert _corr_goal_met(c["SHAPE"]["corr"], c["SHAPE"]["corr_shuffled"])
+    assert not _corr_goal_met(s["SHAPE"]["corr"], s["SHAPE"]["corr_shuffled"])
 
 
 def test_the_longer_run_is_the_measured_one():
@@ -340,7 +354,7 @@ def test_the_longer_run_is_the_measured_one():
     _says(f"{sum(more['epoch_seconds']) / 60:.0f} minutes of training on two threads")
     # "does not move the missed goals": every goal missed before is still missed
     for g in ("SHAPE", "TOPOLOGY"):
-        assert round(held[g]["corr"], 2) < round(held[g]["corr_shuffled"], 2) + 0.2
+        assert not _corr_goal_met(held[g]["corr"], held[g]["corr_shuffled"])
     for g in ("COLOR", "LIGHTING"):
         assert held[g]["mae"] > 0.6 * held[g]["mae_shuffled"]
 
@@ -482,7 +496,13 @@ def paired_rows(name: str, key: str) -> list[str]:
         f"| the hue's error, the linear way / the short way round (protocol seeds) | {hue['mae']:.3f} / "
         f"{hue['circular_mae']:.3f} | {hue_shipped['mae']:.3f} / {hue_shipped['circular_mae']:.3f} |",
         f"| feature FD to held-out photos, protocol seeds / other noise | {fd(run[key])} | {fd(run['shipped'])} |",
+        f"| group goals met of the 7 a reading decides (protocol seeds / other noise / training requests) "
+        f"| {_goals_met(other)} | {_goals_met(shipped)} |",
     ]
+
+
+def _goals_met(readings: dict) -> str:
+    return " / ".join(str(sum(_group_goals(readings[k]).values())) for k in _SETS)
 
 
 HUE_RUN = ("latent_hue_angle.json", "hue_angle")
@@ -498,7 +518,7 @@ def _training_minutes(run: dict) -> float:
     return int(re.search(r"(\d+) s of training", run["trained"]["record"]).group(1)) / 60
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(8))
 def test_the_hue_angle_table_is_the_measured_one(index):
     _says(paired_rows(*HUE_RUN)[index])
 
@@ -558,7 +578,7 @@ def test_the_hue_angle_reading_is_what_its_numbers_say():
 # -- two runs of the recipe: the training seed -------------------------------------------------------
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(8))
 def test_the_training_seed_table_is_the_measured_one(index):
     _says(paired_rows(*SEED_RUN)[index])
 
@@ -593,8 +613,7 @@ def test_the_training_seed_reading_is_what_its_numbers_say():
     _says(f"more than half a turn on {past:.0%} of the images instead of {past_shipped:.0%}")
     # SHAPE and TOPOLOGY missed on every set; LIGHTING's error missed on the protocol's seeds
     for k in _SETS:
-        for g in ("SHAPE", "TOPOLOGY"):
-            assert other[k][g]["corr"] < other[k][g]["corr_shuffled"] + 0.2, (k, g)
+        assert not _group_goals(other[k])["SHAPE correlation"] and not _group_goals(other[k])["TOPOLOGY correlation"], k
     line = {g: other["held_out"][g]["corr_shuffled"] + 0.2 for g in ("SHAPE", "TOPOLOGY")}
     _says(
         f"on the protocol's seeds {other['held_out']['SHAPE']['corr']:.2f} against {line['SHAPE']:.2f} and "
@@ -615,3 +634,85 @@ def test_the_training_seed_reading_is_what_its_numbers_say():
         "lands on the other side of all four goals at the line: it meets COLOR's error and misses SHAPE's, "
         "TOPOLOGY's and LIGHTING's error"
     )
+
+
+# -- adaptive GroupNorm: a trial on the shipped recipe ----------------------------------------------
+
+SCALE_RUN = ("latent_scale_shift.json", "scale_shift")
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_the_scale_shift_table_is_the_measured_one(index):
+    _says(paired_rows(*SCALE_RUN)[index])
+
+
+def test_the_scale_shift_run_is_the_shipped_recipe_with_adaptive_group_norm():
+    from course_utils import latent
+    from course_utils.unet import build_unet, count_parameters
+
+    run = _result(SCALE_RUN[0])
+    shipped_run = _result("latent_min_snr.json")["trained"]
+    _assert_is_the_shipped_model(run["shipped"])
+    assert run["trained"]["scale_shift"] is True and run["trained"]["snr_gamma"] == shipped_run["snr_gamma"]
+    assert run["trained"]["steps"] == shipped_run["steps"] and run["trained"]["epochs"] == shipped_run["epochs"]
+    _says(f"weighting; {_training_minutes(run):.0f} minutes on two threads, about two of them beside tests)")
+    config = lambda on: latent.latent_model_config(8, 32, base_channels=latent.LATENT_WIDTH, scale_shift=on)  # noqa: E731
+    plain, adaptive = (count_parameters(build_unet(config(on))) for on in (False, True))
+    _says(f"It adds {adaptive - plain:,} parameters ({adaptive / 1e6:.2f}M against {plain / 1e6:.2f}M)")
+
+
+def test_the_scale_shift_reading_is_what_its_numbers_say():
+    run = _result(SCALE_RUN[0])
+    trial, shipped = _paired_runs(*SCALE_RUN)
+    # COLOR's and LIGHTING's errors met on every reading; no other run met both on all three
+    for g in ("COLOR", "LIGHTING"):
+        ratios = [_mae_ratio(trial[k], g) for k in _SETS]
+        assert max(ratios) <= 0.6
+        _says(f"{_listed(f'{r:.3f}' for r in ratios)} ({g})")
+    before = [_mae_ratio(shipped[k], g) for g in ("COLOR", "LIGHTING") for k in _SETS]
+    _says(
+        f"against the shipped model's {_listed(f'{r:.3f}' for r in before[:3])} and "
+        f"{_listed(f'{r:.3f}' for r in before[3:])}"
+    )
+    errors_met = lambda readings: all(  # noqa: E731
+        _group_goals(readings[k])[f"{g} error"] for k in _SETS for g in ("COLOR", "LIGHTING")
+    )
+    assert errors_met(trial) and not errors_met(shipped)
+    assert not any(errors_met(_paired_runs(*other)[0]) for other in (HUE_RUN, SEED_RUN))  # "the first run"
+    rises = [trial[k]["COLOR"]["corr"] - shipped[k]["COLOR"]["corr"] for k in _SETS]
+    _says(f"COLOR's correlation rises on every set of requests, by {min(rises):.3f} to {max(rises):.3f}")
+    fd = [run[key][k]["fd_vs_held_out"] for key in ("scale_shift", "shipped") for k in ("held_out", "held_out_redraw")]
+    assert fd[0] < fd[2] and fd[1] < fd[3]
+    _says(f"Realism improves with it: feature FD {fd[0]:.3f} and {fd[1]:.3f} against {fd[2]:.3f} and {fd[3]:.3f}")
+    # TOPOLOGY misses on the protocol's seeds only; SHAPE meets everywhere, at the line on the protocol's seeds
+    met = {k: _group_goals(trial[k]) for k in _SETS}
+    assert [met[k]["TOPOLOGY correlation"] for k in _SETS] == [False, True, True]
+    assert all(met[k]["SHAPE correlation"] for k in _SETS)
+    for g in ("TOPOLOGY", "SHAPE"):
+        _says(f"({trial['held_out'][g]['corr']:.2f} against {trial['held_out'][g]['corr_shuffled']:.2f} + 0.2)")
+    shape = trial["held_out"]["SHAPE"]
+    assert round(shape["corr"], 2) == round(round(shape["corr_shuffled"], 2) + 0.2, 2)  # "at the line"
+    # the speed, in turns with the shipped model, two tries
+    tries = run["seconds_per_image"]
+    assert len(tries) == 2
+    (first, second) = tries
+    _says(
+        f"{second['2 threads']['scale_shift']:.2f} s against {second['2 threads']['shipped']:.2f} s on two threads and "
+        f"{second['1 thread']['scale_shift']:.2f} s against {second['1 thread']['shipped']:.2f} s on one; a first try "
+        f"read {first['2 threads']['scale_shift']:.2f} s against {first['2 threads']['shipped']:.2f} s and "
+        f"{first['1 thread']['scale_shift']:.2f} s against {first['1 thread']['shipped']:.2f} s"
+    )
+    ratio = {t: [x[t]["scale_shift"] / x[t]["shipped"] for x in tries] for t in ("2 threads", "1 thread")}
+    assert all(abs(r - 1) <= 0.11 for rs in ratio.values() for r in rs)  # "within about a tenth"
+    assert min(ratio["2 threads"]) < 1 < max(ratio["1 thread"])  # "in both directions"
+    _says(
+        f"Ratios {_listed(f'{r:.2f}' for r in ratio['2 threads'])} on two threads, "
+        f"{_listed(f'{r:.2f}' for r in ratio['1 thread'])} on one"
+    )
+    # the rule: every goal on all three readings, or the shipped model stays
+    counts = [sum(sum(_group_goals(readings[k]).values()) for k in _SETS) for readings in (trial, shipped)]
+    assert counts[0] < 3 * 7
+    _says(f"it meets {counts[0]} of the 21 group goals, the shipped model {counts[1]}")
+    other, shipped_again = _paired_runs(*SEED_RUN)
+    seed_topology = max(abs(other[k]["TOPOLOGY"]["corr"] - shipped_again[k]["TOPOLOGY"]["corr"]) for k in _SETS)
+    _says(f"differ by up to {seed_topology:.2f} in TOPOLOGY with the training seed alone")
