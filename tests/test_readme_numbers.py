@@ -530,14 +530,20 @@ def _assert_is_the_shipped_model(shipped: dict) -> None:
     assert shipped["training_requests"]["groups"] == _training_request_groups("latent_training_requests.json")
 
 
+def _assert_a_trial_of_the_shipped_recipe(run: dict) -> None:
+    """A paired-run file: its "shipped" side is the shipped model, and its run has the shipped run's
+    loss weighting, epochs and steps (what it changed is checked by the caller)."""
+    shipped_run = _result("latent_min_snr.json")["trained"]
+    _assert_is_the_shipped_model(run["shipped"])
+    assert run["trained"]["snr_gamma"] == shipped_run["snr_gamma"]
+    assert run["trained"]["steps"] == shipped_run["steps"] and run["trained"]["epochs"] == shipped_run["epochs"]
+
+
 def test_the_shipped_side_of_the_hue_angle_run_is_the_shipped_model():
     """The file's "shipped" scores are those of the checkpoint the protocol's file measured."""
     run = _result("latent_hue_angle.json")
-    _assert_is_the_shipped_model(run["shipped"])
-    assert (
-        run["trained"]["cond_angles"] == [0]
-        and run["trained"]["steps"] == _result("latent_min_snr.json")["trained"]["steps"]
-    )
+    _assert_a_trial_of_the_shipped_recipe(run)
+    assert run["trained"]["cond_angles"] == [0]
 
 
 def test_the_hue_angle_reading_is_what_its_numbers_say():
@@ -585,10 +591,8 @@ def test_the_training_seed_table_is_the_measured_one(index):
 
 def test_the_training_seed_run_is_the_shipped_recipe_with_another_seed():
     run = _result(SEED_RUN[0])
-    shipped_run = _result("latent_min_snr.json")["trained"]
-    _assert_is_the_shipped_model(run["shipped"])
-    assert run["trained"]["seed"] == 1 and run["trained"]["snr_gamma"] == shipped_run["snr_gamma"]
-    assert run["trained"]["steps"] == shipped_run["steps"] and run["trained"]["epochs"] == shipped_run["epochs"]
+    _assert_a_trial_of_the_shipped_recipe(run)
+    assert run["trained"]["seed"] == 1
     _says(f"The run took {_training_minutes(run):.0f} minutes on two threads")
 
 
@@ -651,10 +655,8 @@ def test_the_scale_shift_run_is_the_shipped_recipe_with_adaptive_group_norm():
     from course_utils.unet import build_unet, count_parameters
 
     run = _result(SCALE_RUN[0])
-    shipped_run = _result("latent_min_snr.json")["trained"]
-    _assert_is_the_shipped_model(run["shipped"])
-    assert run["trained"]["scale_shift"] is True and run["trained"]["snr_gamma"] == shipped_run["snr_gamma"]
-    assert run["trained"]["steps"] == shipped_run["steps"] and run["trained"]["epochs"] == shipped_run["epochs"]
+    _assert_a_trial_of_the_shipped_recipe(run)
+    assert run["trained"]["scale_shift"] is True
     _says(f"weighting; {_training_minutes(run):.0f} minutes on two threads, about two of them beside tests)")
     config = lambda on: latent.latent_model_config(8, 32, base_channels=latent.LATENT_WIDTH, scale_shift=on)  # noqa: E731
     plain, adaptive = (count_parameters(build_unet(config(on))) for on in (False, True))
