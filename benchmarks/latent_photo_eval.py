@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from course_utils import features, latent, metrics, photo_data, photos
+from course_utils import config, features, latent, metrics, photo_data, photos
 from course_utils.noise import PerSample
 
 
@@ -82,7 +82,7 @@ def seconds_per_image(model, feats, *, threads: int, steps: int, w: float, repea
 
 def paired_speed(models: dict, feats, *, threads: int, steps: int = 50, w: float = 2.0, rounds: int = 3) -> dict:
     """Seconds per 256x256 image at batch size 1 of each of ``models`` (name -> model), measured in
-    turns (round r times every model once), so that a slower minute of the machine falls on all of
+    turns (each round times every model once), so that a slower minute of the machine falls on all of
     them: per model the median over the rounds of :func:`seconds_per_image`."""
     times = {name: [] for name in models}
     for _ in range(rounds):
@@ -241,8 +241,6 @@ def train_and_compare(
     measured, not trained again), then measure it beside the shipped model (:func:`write_paired_run`).
     ``summary(record)``: what of the trained record to keep beside the training time; it may refuse a
     record that is not this run's by raising."""
-    from course_utils import config
-
     torch.set_num_threads(2)
     shipped = shipped_scores()  # read first: a missing file stops the run before any training
     run_dir = run_dir or config.runs_dir() / name

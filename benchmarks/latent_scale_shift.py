@@ -27,8 +27,11 @@ comparison is paired image by image. The run resumes its folder when killed; its
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the protocol's own drawing and sweep
@@ -43,10 +46,6 @@ RUN = "photo-latent-scale-shift"
 def add_speed(args) -> None:
     """One 256x256 image at batch size 1 (DDIM 50, guidance 2, decode included) from this run's model
     and from the shipped one, on two threads and on one, in turns; added to the tries in ``args.out``."""
-    import json
-
-    import torch
-
     result = json.loads(args.out.read_text())  # the run's file must exist: the speed sits beside its readings
     run_dir = args.run_dir or config.runs_dir() / RUN
     cpu = torch.device("cpu")

@@ -191,6 +191,8 @@ class MnistUNet(nn.Module):
             raise ValueError("the MNIST UNet needs an image size divisible by 4")
         if cfg.cond not in ("none", "class"):
             raise ValueError(f"the MNIST UNet supports cond 'none' or 'class', not {cfg.cond!r}")
+        if cfg.scale_shift:
+            raise ValueError("scale_shift is an option of the ResBlocks of arch 'res'; the MNIST UNet has none")
         self.cfg = cfg
         C, D = cfg.in_channels, cfg.hidden
         self.enc1 = ConvBlock(C, D)

@@ -203,5 +203,7 @@ def test_scale_shift_doubles_only_the_embedding_layers_of_the_resblocks():
     extra = sum(b.emb.weight.numel() + b.emb.bias.numel() for b in blocks)
     assert count_parameters(adaptive) - count_parameters(plain) == extra
     assert all(m.scale_shift for m in adaptive.modules() if isinstance(m, layers.ResBlock))
+    with pytest.raises(ValueError, match="scale_shift"):  # the MNIST UNet has no ResBlocks to change
+        build_unet(UNetConfig.mnist(8, scale_shift=True))
     x, t, cond = torch.randn(2, 3, 16, 16), torch.rand(2), torch.rand(2, 32)
     assert adaptive(x, t, cond).shape == x.shape
