@@ -23,6 +23,11 @@ comparison is paired image by image. The run resumes its folder when killed; its
     python benchmarks/latent_scale_shift.py [--run-dir runs/photo-latent-scale-shift] \\
         [--out benchmarks/results/latent_scale_shift.json]
     python benchmarks/latent_scale_shift.py --speed    # then: seconds per image beside the shipped model
+    python benchmarks/latent_scale_shift.py --seed 1   # the same trial from another training seed
+
+With ``--seed S`` (not 0) the run lives in ``runs/photo-latent-scale-shift-seedS`` and its file is
+``latent_scale_shift_seedS.json``: two seeds of this recipe beside the two of the shipped one tell how
+much of a difference belongs to the recipe and how much to the run.
 """
 
 from __future__ import annotations
@@ -43,14 +48,19 @@ from course_utils import config, latent, photo_data  # noqa: E402
 RUN = "photo-latent-scale-shift"
 
 
+def run_name(seed: int) -> str:
+    return RUN if seed == 0 else f"{RUN}-seed{seed}"
+
+
 def add_speed(args) -> None:
     """One 256x256 image at batch size 1 (DDIM 50, guidance 2, decode included) from this run's model
     and from the shipped one, on two threads and on one, in turns; added to the tries in ``args.out``."""
     result = json.loads(args.out.read_text())  # the run's file must exist: the speed sits beside its readings
-    run_dir = args.run_dir or config.runs_dir() / RUN
+    name = run_name(args.seed)
+    run_dir = args.run_dir or config.runs_dir() / name
     cpu = torch.device("cpu")
     models = {
-        "scale_shift": latent.load_latent_model(run_dir / f"{RUN}.safetensors", device=cpu)[0],
+        "scale_shift": latent.load_latent_model(run_dir / f"{name}.safetensors", device=cpu)[0],
         "shipped": latent.load_latent_model("photo-latent", device=cpu)[0],
     }
     ps = photo_data.load_photos(size=256, progress=False)
@@ -64,22 +74,28 @@ def add_speed(args) -> None:
 
 def main() -> None:
     p = paired_run_parser("latent_scale_shift.json", __doc__)
+    p.add_argument("--seed", type=int, default=0, help="the training seed (0: the shipped recipe's)")
     p.add_argument(
         "--speed",
         action="store_true",
         help="after the run: seconds per image of this model and of the shipped one, in turns, added to --out",
     )
     args = p.parse_args()
+    if args.seed < 0:
+        p.error(f"--seed {args.seed}: a training seed is 0 or more")
+    if args.seed and args.out == p.get_default("out"):
+        args.out = args.out.with_name(f"latent_scale_shift_seed{args.seed}.json")
     if args.speed:
         return add_speed(args)
 
     def summary(record: dict) -> dict:
-        if not record["model_config"].get("scale_shift"):
-            raise SystemExit(f"{args.run_dir or 'runs/' + RUN} holds a model without scale_shift")
-        return dict(scale_shift=True, snr_gamma=record["recipe"]["extra"].get("snr_gamma"))
+        where = args.run_dir or "runs/" + run_name(args.seed)
+        if not record["model_config"].get("scale_shift") or record["recipe"]["seed"] != args.seed:
+            raise SystemExit(f"{where} holds a model without scale_shift or from another seed than {args.seed}")
+        return dict(scale_shift=True, seed=args.seed, snr_gamma=record["recipe"]["extra"].get("snr_gamma"))
 
     train_and_compare(
-        RUN,
+        run_name(args.seed),
         key="scale_shift",
         label="scale and shift",
         n=args.n,
@@ -87,6 +103,7 @@ def main() -> None:
         run_dir=args.run_dir,
         summary=summary,
         scale_shift=True,
+        seed=args.seed,
     )
 
 
