@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the protocol's own d
 from latent_photo_eval import paired_run_parser, paired_speed, train_and_compare  # noqa: E402
 
 from course_utils import config, latent, photo_data  # noqa: E402
+from course_utils.__main__ import _seed  # noqa: E402  (the course's option type: a whole number, 0 or more)
 
 RUN = "photo-latent-scale-shift"
 
@@ -74,15 +75,13 @@ def add_speed(args) -> None:
 
 def main() -> None:
     p = paired_run_parser("latent_scale_shift.json", __doc__)
-    p.add_argument("--seed", type=int, default=0, help="the training seed (0: the shipped recipe's)")
+    p.add_argument("--seed", type=_seed, default=0, help="the training seed (0: the shipped recipe's)")
     p.add_argument(
         "--speed",
         action="store_true",
         help="after the run: seconds per image of this model and of the shipped one, in turns, added to --out",
     )
     args = p.parse_args()
-    if args.seed < 0:
-        p.error(f"--seed {args.seed}: a training seed is 0 or more")
     if args.seed and args.out == p.get_default("out"):
         args.out = args.out.with_name(f"latent_scale_shift_seed{args.seed}.json")
     if args.speed:
