@@ -3,6 +3,12 @@
     python benchmarks/autoencoder_trials.py baseline            # bicubic-from-32 and the linear (PCA) floor per C
     python benchmarks/autoencoder_trials.py train NAME --channels 12 --grad-weight 1 --epochs 10
     python benchmarks/autoencoder_trials.py eval RUN_DIR        # PSNR / SSIM of the newest checkpoint
+    python benchmarks/autoencoder_trials.py ceiling [--out benchmarks/results/feature_ceiling.json]
+
+``ceiling`` measures the 32 features on the shipped autoencoder's reconstructions and on the 32 px
+thumbnails enlarged (bicubic) and scores them against the photos' own as the capstone's protocol
+scores a request (MAE and correlation per group, ``latent.autoencoder_scores``): what a latent model
+could reach through this decoder, and what a 32 px image keeps of the features.
 
 Every number is on the held-out split (latent.split_indices), at 256 px.
 """
@@ -10,7 +16,9 @@ Every number is on the held-out split (latent.split_indices), at 256 px.
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -78,6 +86,23 @@ def evaluate(run_dir: str, n: int = 128) -> None:
     print(f"{run_dir} epoch {record['epoch']}: PSNR {psnr:.2f} dB, SSIM {ssim:.3f} on {len(held)} held-out photos")
 
 
+@torch.no_grad()
+def ceiling(out: Path) -> None:
+    ps, _, held = held_out()
+    ae, record = latent.load_autoencoder(device=torch.device("cpu"))
+    scores = latent.autoencoder_scores(ae, ps.images[held], ps.features[held])
+    print(f"{len(held)} held-out photos; the photo's features against those of:")
+    print(f"{'group':10s} {'reconstruction: MAE':>20s} {'corr':>6s} {'bicubic from 32 px: MAE':>24s} {'corr':>6s}")
+    for group in scores["feature_mae"]:
+        print(
+            f"{group:10s} {scores['feature_mae'][group]:20.4f} {scores['feature_corr'][group]:6.2f} "
+            f"{scores['feature_mae_bicubic_from_32'][group]:24.4f} {scores['feature_corr_bicubic_from_32'][group]:6.2f}"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(dict(autoencoder_sha256=record["sha256"], **scores), indent=1))
+    print(f"wrote {out}")
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -96,10 +121,14 @@ if __name__ == "__main__":
     e = sub.add_parser("eval")
     e.add_argument("run_dir")
     e.add_argument("--n", type=int, default=128)
+    c = sub.add_parser("ceiling")
+    c.add_argument("--out", type=Path, default=Path("benchmarks/results/feature_ceiling.json"))
     args = p.parse_args()
     if args.cmd == "baseline":
         baseline()
     elif args.cmd == "train":
         train_run(args)
+    elif args.cmd == "ceiling":
+        ceiling(args.out)
     else:
         evaluate(args.run_dir, args.n)

@@ -522,21 +522,29 @@ def reconstruct(ae: Autoencoder, images: Tensor, *, batch: int = 16) -> Tensor:
 
 def autoencoder_scores(ae: Autoencoder, images: Tensor, feats: Tensor) -> dict:
     """Held-out numbers of an autoencoder on uint8 photos (N, 3, 256, 256) with their features:
-    PSNR / SSIM of the reconstructions and of bicubic-from-32, and the feature MAE per group
-    (reconstruction against original): the ceiling of the latent model's feature fidelity."""
+    PSNR / SSIM of the reconstructions and of bicubic-from-32, and per group the feature MAE and
+    correlation, reconstruction against original (the ceiling of the latent model's feature
+    fidelity) and bicubic-from-32 against original (what a 32 px image keeps of the features)."""
     from . import features, metrics, photos
 
     x = (images.float() / 255.0).clamp(0, 1)
     rec = (reconstruct(ae, images) + 1) / 2
     bic = (bicubic_from(images) + 1) / 2
-    fidelity = photos.feature_fidelity(feats, features.extract_batch(rec * 2 - 1))  # original as the "request"
+    kept = {  # the original's features as the "request", the copy's as the "measured"
+        name: photos.feature_fidelity(feats, features.extract_batch(copy * 2 - 1))
+        for name, copy in (("", rec), ("_bicubic_from_32", bic))
+    }
     return dict(
         photos=int(images.shape[0]),
         psnr=round(float(metrics.psnr(rec, x)), 2),
         ssim=round(float(metrics.ssim(rec, x)), 3),
         psnr_bicubic_from_32=round(float(metrics.psnr(bic, x)), 2),
         ssim_bicubic_from_32=round(float(metrics.ssim(bic, x)), 3),
-        feature_mae={group: round(s["mae"], 4) for group, s in fidelity.items()},
+        **{
+            f"feature_{score}{name}": {group: round(s[score], 4) for group, s in fidelity.items()}
+            for name, fidelity in kept.items()
+            for score in ("mae", "corr")
+        },
     )
 
 

@@ -205,7 +205,11 @@ def test_reconstruct_and_scores_on_tiny_photos():
     assert rec.shape == (4, 3, 32, 32) and rec.abs().max() <= 1
     scores = latent.autoencoder_scores(ae, imgs, features.extract_batch(imgs.float() / 127.5 - 1))
     assert scores["photos"] == 4 and scores["psnr"] > 20  # smooth blobs: PCA alone reconstructs them well
-    assert set(scores["feature_mae"]) == {*features.FEATURE_GROUPS, "ALL"}
+    groups = {*features.FEATURE_GROUPS, "ALL"}
+    for name in ("feature_mae", "feature_corr", "feature_mae_bicubic_from_32", "feature_corr_bicubic_from_32"):
+        assert set(scores[name]) == groups, name
+    assert all(v >= 0 for v in scores["feature_mae"].values())
+    assert all(-1 <= v <= 1 for v in scores["feature_corr"].values())
 
 
 def test_pca_init_is_the_best_linear_code():

@@ -57,6 +57,40 @@ def test_the_capstone_fidelity_table_is_the_measured_one():
         )
 
 
+def _slashed(values, fmt: str) -> str:
+    return " / ".join(format(v, fmt) for v in values)
+
+
+def test_the_feature_ceiling_is_the_shipped_autoencoders():
+    from course_utils import latent
+
+    ceiling = _result("feature_ceiling.json")
+    _, record = latent.load_autoencoder(device=torch.device("cpu"))
+    assert ceiling["autoencoder_sha256"] == record["sha256"]
+    for group, mae in record["scores"]["feature_mae"].items():  # the record's, measured before float16 export
+        assert abs(ceiling["feature_mae"][group] - mae) <= 2e-4, group
+    assert ceiling["photos"] == record["split"]["held_out"]
+    _says(
+        f"keep a mean absolute error of {_slashed((ceiling['feature_mae'][g] for g in GROUPS), '.3f')} and a "
+        f"correlation of {_slashed((ceiling['feature_corr'][g] for g in GROUPS), '.2f')}"
+    )
+    _says(f"correlation {_slashed((ceiling['feature_corr_bicubic_from_32'][g] for g in GROUPS), '.2f')}.")
+    # SHAPE and TOPOLOGY: far below what the decoder and a 32 px image keep
+    r = _latent()
+    drawn = {name: r[name]["fidelity"] for name in ("latent (256 px)", "photo-32 upsampled to 256")}
+    kept, kept_32 = ceiling["feature_corr"], ceiling["feature_corr_bicubic_from_32"]
+    for g in ("SHAPE", "TOPOLOGY"):
+        assert kept[g] - drawn["latent (256 px)"][g]["corr"] > 0.5, g
+        assert kept_32[g] - drawn["photo-32 upsampled to 256"][g]["corr"] > 0.5, g
+    pair = lambda d: f"{d['SHAPE']:.2f} and {d['TOPOLOGY']:.2f}"  # noqa: E731
+    corr = {name: {g: f[g]["corr"] for g in GROUPS} for name, f in drawn.items()}
+    _says(
+        f"keep them with correlation {pair(kept)}, and even the 32 px thumbnails with {pair(kept_32)} (above), "
+        f"against {pair(corr['latent (256 px)'])} for the latent model and {pair(corr['photo-32 upsampled to 256'])} "
+        "for photo-32. The limit is the denoiser."
+    )
+
+
 def test_the_capstone_realism_and_speed_are_the_measured_ones():
     r = _latent()
     _says(f"| real training photos (floor) | {r['fd_floor_real_vs_real']:.3f} |")
