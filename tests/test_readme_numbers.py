@@ -541,6 +541,9 @@ def _goals_met(readings: dict) -> str:
 
 HUE_RUN = ("latent_hue_angle.json", "hue_angle")
 SEED_RUN = ("latent_training_seed.json", "other_seed")
+SCALE_RUN = ("latent_scale_shift.json", "scale_shift")
+SCALE_SEED_RUN = ("latent_scale_shift_seed1.json", "scale_shift")
+PAIRED_RUNS = dict(hue_angle=HUE_RUN, training_seed=SEED_RUN, scale_shift=SCALE_RUN, scale_shift_seed1=SCALE_SEED_RUN)
 _SETS = ("held_out", "redraw", "seen")  # the three readings of a paired run, as _paired_runs names them
 
 
@@ -552,9 +555,12 @@ def _training_minutes(run: dict) -> float:
     return int(re.search(r"(\d+) s of training", run["trained"]["record"]).group(1)) / 60
 
 
+@pytest.mark.parametrize("run", PAIRED_RUNS)
 @pytest.mark.parametrize("index", range(8))
-def test_the_hue_angle_table_is_the_measured_one(index):
-    _says(paired_rows(*HUE_RUN)[index])
+def test_each_paired_table_is_the_measured_one(run, index):
+    """The README's tables of a run beside the shipped model (the hue as an angle, training seed 1,
+    adaptive GroupNorm from seeds 0 and 1), row by row."""
+    _says(paired_rows(*PAIRED_RUNS[run])[index])
 
 
 def _assert_is_the_shipped_model(shipped: dict) -> None:
@@ -618,11 +624,6 @@ def test_the_hue_angle_reading_is_what_its_numbers_say():
 # -- two runs of the recipe: the training seed -------------------------------------------------------
 
 
-@pytest.mark.parametrize("index", range(8))
-def test_the_training_seed_table_is_the_measured_one(index):
-    _says(paired_rows(*SEED_RUN)[index])
-
-
 def test_the_training_seed_run_is_the_shipped_recipe_with_another_seed():
     run = _result(SEED_RUN[0])
     _assert_a_trial_of_the_shipped_recipe(run)
@@ -675,13 +676,6 @@ def test_the_training_seed_reading_is_what_its_numbers_say():
 
 
 # -- adaptive GroupNorm: a trial on the shipped recipe ----------------------------------------------
-
-SCALE_RUN = ("latent_scale_shift.json", "scale_shift")
-
-
-@pytest.mark.parametrize("index", range(8))
-def test_the_scale_shift_table_is_the_measured_one(index):
-    _says(paired_rows(*SCALE_RUN)[index])
 
 
 def test_the_scale_shift_run_is_the_shipped_recipe_with_adaptive_group_norm():
@@ -758,13 +752,6 @@ def test_the_scale_shift_reading_is_what_its_numbers_say():
 
 
 # -- adaptive GroupNorm from a second training seed, and the four runs side by side --------------------
-
-SCALE_SEED_RUN = ("latent_scale_shift_seed1.json", "scale_shift")
-
-
-@pytest.mark.parametrize("index", range(8))
-def test_the_second_scale_shift_table_is_the_measured_one(index):
-    _says(paired_rows(*SCALE_SEED_RUN)[index])
 
 
 def test_the_second_scale_shift_run_is_the_first_with_another_seed():
