@@ -263,6 +263,7 @@ def measure_latent_stats(model: Autoencoder, images: Tensor, *, batch: int = 32)
     total, total_sq, count = torch.zeros(C, dtype=torch.float64), torch.zeros(C, dtype=torch.float64), 0
     for start in range(0, images.shape[0], batch):
         x = images[start : start + batch]
+        x = x.to(model.latent_scale.device)  # the photos may stay on the CPU while the model trains on a GPU
         mean, _ = model.moments(x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x)
         m = mean.double().transpose(0, 1).reshape(C, -1)
         total += m.sum(1).cpu()

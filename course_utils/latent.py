@@ -138,19 +138,24 @@ def train_autoencoder(
     cfg: AEConfig | None = None,
     run_dir: str | Path | None = None,
     progress: bool = True,
+    device: torch.device | None = None,
     **settings,
 ) -> tuple[Autoencoder, training.TrainResult]:
     """Train the autoencoder on uint8 photos (N, 3, H, W) with :func:`training.train` (EMA,
     checkpoints, resume): random crops, L1 (+ L1 on the image gradients when ``grad_weight`` > 0) + KL
     (:func:`autoencoder.ae_loss`), starting from PCA of the patches (:func:`autoencoder.pca_init`), AdamW
     with a cosine learning rate. Returns ``(EMA model, result)``; the latent statistics are not yet
-    measured (:func:`autoencoder.measure_latent_stats`)."""
+    measured (:func:`autoencoder.measure_latent_stats`). ``device``: where it trains (default
+    :func:`config.device`: a GPU when there is one, ``COURSE_DEVICE`` to choose)."""
+    from . import config
+
     cfg = cfg or AEConfig()
     recipe = autoencoder_recipe(cfg, **settings)
     extra = recipe.extra
     torch.manual_seed(recipe.seed)
     model = Autoencoder(cfg)
     pca_init(model, images[:: max(1, images.shape[0] // 400)], seed=recipe.seed)  # start from the best linear code
+    model.to(device or config.device())
     batches = CropBatches(images, recipe.batch_size, crop=extra["crop"], seed=recipe.seed)
     if run_dir is not None:
         last = training.last_checkpoint(run_dir)
@@ -396,15 +401,18 @@ def train_latent_model(
     progress: bool = True,
     extra: dict | None = None,
     snr_gamma: float | None = None,
+    device: torch.device | None = None,
     **settings,
 ) -> tuple[nn.Module, training.TrainResult, Recipe]:
     """Train the latent UNet on ``cache`` (DDPM epsilon loss, cosine T = 1000, condition dropout for
     CFG) with the course's one loop (:func:`training.train`: EMA, checkpoints, resume). Returns
     ``(EMA UNet, result, recipe)``; wrap the UNet with :class:`LatentDiffusion` to draw photos.
-    ``snr_gamma``: Min-SNR weighting of the loss (:func:`losses.ddpm_loss`), kept in the record."""
+    ``snr_gamma``: Min-SNR weighting of the loss (:func:`losses.ddpm_loss`), kept in the record.
+    ``device``: where it trains (default :func:`config.device`: a GPU when there is one,
+    ``COURSE_DEVICE`` to choose); the cached latents stay on the CPU, a batch at a time moves."""
     import functools
 
-    from . import features, losses, photos, predictions
+    from . import config, features, losses, photos, predictions
     from .unet import build_unet
 
     values = dict(LATENT_DEFAULTS, **settings)
@@ -438,6 +446,7 @@ def train_latent_model(
     torch.manual_seed(recipe.seed)
     unet = predictions.with_prediction(build_unet(cfg), photos.PREDICTION)
     unet.set_condition_stats(mean, std)
+    unet.to(device or config.device())
     loss_fn = functools.partial(
         losses.ddpm_loss, schedule=photos.schedule(), p_uncond=recipe.p_uncond, snr_gamma=snr_gamma
     )
@@ -570,7 +579,7 @@ def build_autoencoder(
     scores = autoencoder_scores(ae, ps.images[held_idx], ps.features[held_idx])
     recipe = autoencoder_recipe(AE_CONFIG, **settings)
     seconds = sum(result.epoch_seconds)
-    machine = checkpoints.machine_description("cpu")
+    machine = checkpoints.machine_description(ae.latent_scale.device)
     recipe = recipe.replace(
         trained=f"{result.epoch} epochs, {result.step} steps, {seconds:.0f} s of training on {machine}",
         extra=dict(
@@ -646,7 +655,7 @@ def build_latent_model(
         **settings,
     )
     seconds = sum(result.epoch_seconds)
-    machine = checkpoints.machine_description("cpu")
+    machine = checkpoints.machine_description(next(unet.parameters()).device)
     recipe = recipe.replace(
         extra=dict(recipe.extra, x0_clip=X0_CLIP),
         trained=f"{result.epoch} epochs over {len(cache)} cached latents ({variants} variants of {len(train_idx)} "

@@ -189,6 +189,33 @@ def test_latent_model_trains_and_draws_decoded_photos(tmp_path):
         photos.generate(model, cache.features[:1], steps=3, noise=torch.zeros(1, 3, 32, 32))
 
 
+def test_both_halves_train_on_the_course_device(tmp_path, monkeypatch):
+    """Without ``device`` both trainings ask :func:`config.device` (a GPU when there is one), and the
+    records name the device they trained on; the photos and cached latents stay on the CPU."""
+    from course_utils import config
+
+    asked = []
+
+    def device(prefer=None):
+        asked.append(prefer)
+        return torch.device("cpu")
+
+    monkeypatch.setattr(config, "device", device)
+    imgs = synthetic_photos(8, 32)
+    ae, _ = latent.train_autoencoder(imgs, cfg=TINY_AE, epochs=1, batch_size=8, crop=16, progress=False)
+    assert asked and ae.latent_scale.device.type == "cpu"
+    autoencoder.measure_latent_stats(ae, imgs)
+    cache = latent.latent_cache(ae, imgs, variants=1, folder=tmp_path / "lat", progress=False)
+    asked.clear()
+    cfg = latent.latent_model_config(4, 8, base_channels=8, attn_resolutions=(2,))
+    unet, result, _ = latent.train_latent_model(cache, cfg=cfg, epochs=1, batch_size=8, progress=False)
+    assert asked and next(unet.parameters()).device.type == "cpu" and cache.latents.device.type == "cpu"
+    # an explicit device is used as given, without asking
+    asked.clear()
+    latent.train_latent_model(cache, cfg=cfg, epochs=1, batch_size=8, progress=False, device=torch.device("cpu"))
+    assert not asked
+
+
 def test_bicubic_baseline_keeps_a_flat_image_and_blurs_detail():
     flat = torch.full((1, 3, 64, 64), 200, dtype=torch.uint8)
     assert torch.allclose(latent.bicubic_from(flat), torch.full((1, 3, 64, 64), 200 / 127.5 - 1), atol=1e-5)
