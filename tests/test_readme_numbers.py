@@ -854,3 +854,58 @@ def test_the_goals_paragraph_reads_both_runs_of_adaptive_group_norm():
     assert not any(errors(second, "held_out"))  # "misses both on the protocol's seeds in its second"
     assert not any(_group_goals(r["held_out"])["TOPOLOGY correlation"] for r in (first, second))
     _says("neither of its runs meets TOPOLOGY's goal on the protocol's seeds")
+
+
+# -- when the request acts: a request swapped after k of the 50 steps -----------------------------------
+
+
+def _swap() -> dict:
+    return _result("latent_condition_swap.json")
+
+
+@pytest.mark.parametrize("k", ["0", "2", "5", "10", "20", "50"])
+def test_the_condition_swap_table_is_the_measured_one(k):
+    row = _swap()["switch"][k]
+    _says(f"| {k} | " + " | ".join(f"{row[g]['A']:.2f} / {row[g]['B']:.2f}" for g in GROUPS) + " |")
+
+
+def test_the_condition_swap_reading_is_what_its_numbers_say():
+    from course_utils import photos
+
+    run = _swap()
+    sw = {int(k): v for k, v in run["switch"].items()}
+    # k = 50 is the training-request reading, image for image
+    seen = _training_request_groups("latent_training_requests.json")
+    assert all(sw[50][g]["A"] == seen[g]["corr"] for g in GROUPS)
+    assert run["n"] == 256 and run["guidance"] == 2.0
+    times = photos.ddim_times(50)
+    _says(f"start at t = {_listed(f'{float(times[k]):.2g}' for k in (2, 5, 10, 20))}")
+    pair = lambda k, g: f"({sw[k][g]['A']:.2f} / {sw[k][g]['B']:.2f})"  # noqa: E731
+    # coarse to fine: COLOR even after 5, LIGHTING even after 10, MATERIAL still B's after 10
+    assert (
+        abs(sw[5]["COLOR"]["A"] - sw[5]["COLOR"]["B"]) <= 0.05
+        and abs(sw[10]["LIGHTING"]["A"] - sw[10]["LIGHTING"]["B"]) <= 0.05
+    )
+    assert sw[10]["MATERIAL"]["B"] > sw[10]["MATERIAL"]["A"]
+    _says(
+        f"after 5 steps COLOR follows A and B about equally {pair(5, 'COLOR')}, after 10 LIGHTING does "
+        f"{pair(10, 'LIGHTING')}, and MATERIAL, the texture, still follows B more after 10 {pair(10, 'MATERIAL')}"
+    )
+    late = [sw[20][g]["B"] for g in ("COLOR", "LIGHTING", "MATERIAL")]
+    assert min(late) >= 0.1  # "not settled"
+    _says(f"after 20 of the 50, B still reaches {_listed(f'{b:.2f}' for b in late)} in COLOR, LIGHTING and MATERIAL")
+    weak = max(sw[k][g][r] for k in sw for g in ("SHAPE", "TOPOLOGY") for r in ("A", "B"))
+    _says(f"SHAPE and TOPOLOGY follow neither request by more than {weak:.2f} at any k")
+    shape = [sw[k]["SHAPE"]["A"] for k in (5, 10, 20, 50)]
+    assert all(0 <= b - a <= 0.1 for a, b in zip(shape, shape[1:]))  # grows, by about a standard error a time
+    _says(
+        f"(SHAPE {shape[0]:.2f} after 5 steps, {shape[1]:.2f} after 10, {shape[2]:.2f} after 20, "
+        f"{shape[3]:.2f} after 50)"
+    )
+    other = {g: sw[0][g]["B"] for g in ("SHAPE", "TOPOLOGY")}
+    moved = max(abs(other[g] - sw[50][g]["A"]) for g in other)
+    _says(
+        f"read SHAPE {other['SHAPE']:.2f} and TOPOLOGY {other['TOPOLOGY']:.2f}, against {sw[50]['SHAPE']['A']:.2f} "
+        f"and {sw[50]['TOPOLOGY']['A']:.2f}: the pairing of noise and request alone moves a group correlation over "
+        f"256 images by {moved:.2f}"
+    )
