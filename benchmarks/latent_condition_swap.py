@@ -1,16 +1,16 @@
 """When does the shipped latent model decide each group of features? A request swapped mid-way.
 
-Each image starts from request A (a training photo's features) and, after the first k of the 50
-DDIM steps, continues under request B (another training photo's features; the same derangement for
-every k). Guidance 2, eta 1 and the noise of image i are the protocol's. For each k the 32 features
-of the decoded images are scored, per group, against A and against B (the capstone's group
-correlation): a group whose correlation with A is already near its full value after a few steps
-is decided by the early, noisy steps, where the layout of the image forms; one that follows B until
-late is decided by the last ones.
+Each image starts from request A (a training photo's features) and, after the first k of the 50 DDIM
+steps, continues under request B, another training photo's features, the same derangement for every
+k (``photos.generate(..., then=B, switch_after=k)``). Guidance 2, eta 1 and the noise of image i are
+the protocol's. For each k the 32 features of the decoded images are scored, per group, against A
+and against B (the capstone's group correlation): a group whose correlation with A is already near
+its full value after a few steps is decided by the early, noisy steps, where the layout of the image
+forms; one that follows B until late is decided by the last ones.
 
 k = 0 is B all the way (A's correlation is then a shuffled baseline), k = 50 is A all the way.
 
-    python benchmarks/latent_condition_swap.py [--n 128] [--switch 0,2,5,10,20,50] \\
+    python benchmarks/latent_condition_swap.py [--n 256] [--switch 0,2,5,10,20,50] \\
         [--out benchmarks/results/latent_condition_swap.json]
 """
 
@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 
@@ -31,28 +30,9 @@ from course_utils import features, latent, photo_data, photos  # noqa: E402
 from course_utils.noise import PerSample  # noqa: E402
 
 
-class Swapped(nn.Module):
-    """The latent UNet, told request ``after`` instead of the one it is given once t <= ``t_switch``.
-    Guidance's unconditional rows (NaN) stay unconditional."""
-
-    def __init__(self, unet: nn.Module):
-        super().__init__()
-        self.unet, self.cfg = unet, unet.cfg
-        self.cond_mean, self.cond_std = unet.cond_mean, unet.cond_std
-        self.after: Tensor | None = None
-        self.t_switch = 1.0
-
-    def forward(self, x: Tensor, t: Tensor, cond=None) -> Tensor:
-        if cond is not None and float(t.flatten()[0]) <= self.t_switch:
-            given = torch.isfinite(cond).all(1)
-            cond = cond.clone()
-            cond[given] = self.after.to(cond)
-        return self.unet(x, t, cond)
-
-
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--n", type=int, default=128)
+    p.add_argument("--n", type=int, default=256, help="training requests (the 256 of the training-request reading)")
     p.add_argument("--switch", default="0,2,5,10,20,50", help="steps under request A before B takes over")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/latent_condition_swap.json"))
     args = p.parse_args()
@@ -62,32 +42,26 @@ def main() -> None:
     ps = photo_data.load_photos(size=256, progress=False)
     train_idx, _ = latent.split_indices(ps.paths, ps.folder)
     pick = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(2))[: args.n]]
-    first = ps.features[pick]  # the first 128 of training_sweep's requests in latent_photo_eval.py
+    first = ps.features[pick]  # training_sweep's requests in latent_photo_eval.py, the same order
     order = torch.randperm(args.n, generator=torch.Generator().manual_seed(3))
     then = first[torch.roll(order, 1)[torch.argsort(order)]]  # a derangement: no image keeps its own request
     assert not any(torch.equal(a, b) for a, b in zip(first, then))
     model, record = latent.load_latent_model(device=torch.device("cpu"))
-    swapped = Swapped(model.unet)
-    times = photos.ddim_times(steps)
-    # the wrapper checked: swapped from the first step, request A draws what request B draws unwrapped
-    few = dict(steps=5, guidance_scale=2.0, seed=0)
-    plain = photos.generate(model, then[:2], **few)
-    model.unet, swapped.after, swapped.t_switch = swapped, then[:2], float(times[0])
-    assert torch.equal(photos.generate(model, first[:2], **few), plain), "the swap does not act as request B"
     result = dict(n=args.n, steps=steps, guidance=2.0, eta=1.0, model_sha256=record["sha256"], switch={})
     for k in switches:
-        swapped.t_switch = float(times[k]) if k < steps else -1.0  # the model is called at times[0..steps-1]
         started = time.perf_counter()
         images = []
         for start in range(0, args.n, batch):
-            swapped.after = then[start : start + batch]
+            part = slice(start, start + batch)
             images.append(
                 photos.generate(
                     model,
-                    first[start : start + batch],
+                    first[part],
                     steps=steps,
                     guidance_scale=2.0,
-                    generator=PerSample.from_seed(0, swapped.after.shape[0], start=start),
+                    generator=PerSample.from_seed(0, first[part].shape[0], start=start),
+                    then=then[part],
+                    switch_after=k,
                 )
             )
             print(f"  k = {k}: {start + batch}/{args.n}", end="\r", flush=True)

@@ -127,6 +127,8 @@ def generate(
     seed: int = 0,
     noise: Tensor | None = None,
     progress: bool = False,
+    then=None,
+    switch_after: int | None = None,
 ) -> Tensor:
     """Images (B, 3, S, S) in [-1, 1], on the CPU, with the requested features (32,) or (B, 32) in [0, 1].
 
@@ -147,16 +149,26 @@ def generate(
     is sampled on its latents (B, C, 32, 32), x0 clipped to its own bound, and the result decoded to
     (B, 3, 256, 256); ``noise`` then has the latent's shape.
 
+    A request changed on the way: with ``then`` (features like ``feats``) and ``switch_after`` = k,
+    the first k steps follow ``feats`` and the other ``steps - k`` follow ``then``, from the same
+    noise (k = 0 draws ``then``, k = ``steps`` draws ``feats``): which steps decide which features.
+
     Every argument is checked before any compute (:class:`~course_utils.errors.BadRequest` names
     it): ``n`` >= 1, ``steps`` in 1..1000, ``guidance_scale`` finite, ``eta`` finite and >= 0,
-    ``seed`` in 0..2**32 - 1, features finite in [0, 1].
+    ``seed`` in 0..2**32 - 1, features finite in [0, 1], ``then`` as many as ``feats`` and
+    ``switch_after`` in 0..steps, each given with the other.
     """
     _check_request(n=n, steps=steps, guidance_scale=guidance_scale, eta=eta, seed=seed)
     cond = check_features(feats, n)
+    later = _check_switch(then, switch_after, steps=steps, n=n, like=cond)
     B, cfg = cond.shape[0], model.cfg
     shape = (B, cfg.in_channels, cfg.image_size, cfg.image_size)
     times = ddim_times(steps)
     guided = guidance.cfg(model, guidance_scale)
+    if later is not None:  # the model is called at times[0 .. steps - 1]: from times[k] on, the other request
+        guided = _switched(
+            guided, later.to(predictions.device_of(model)), float(times[switch_after]), switch_after < steps
+        )
     if generator is None:
         generator = PerSample.from_seed(seed, B)
     check_streams(generator, B)
@@ -186,6 +198,33 @@ def generate(
     finally:
         model.train(was_training)
     return x.clamp(-1.0, 1.0).cpu()
+
+
+def _check_switch(then, switch_after, *, steps: int, n: int | None, like: Tensor) -> Tensor | None:
+    """``generate``'s second request, checked: None when neither is given."""
+    if then is None and switch_after is None:
+        return None
+    if then is None or switch_after is None:
+        raise BadRequest("then and switch_after go together: the features to switch to, and after how many steps")
+    if isinstance(switch_after, bool) or not isinstance(switch_after, int) or not 0 <= switch_after <= steps:
+        raise BadRequest(f"switch_after must be a whole number of steps in 0..{steps}, got {switch_after!r}")
+    later = check_features(then, n)
+    if later.shape[0] == 1:  # one vector for every image
+        later = later.expand(like.shape[0], -1)
+    if later.shape != like.shape:
+        raise BadRequest(f"then must hold as many feature rows as the request ({like.shape[0]}), got {later.shape[0]}")
+    return later
+
+
+def _switched(guided, later: Tensor, t_switch: float, switches: bool):
+    """``guided`` told ``later`` instead of its request at every t <= ``t_switch`` (if ``switches``)."""
+
+    def switched(x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+        if switches and cond is not None and float(t.flatten()[0]) <= t_switch:
+            cond = later
+        return guided(x, t, cond)
+
+    return predictions.wraps(switched, guided)
 
 
 def features_of(image) -> Tensor:

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from course_utils import config, features, guidance, layers, photo_data, photos, schedules, widgets
+from course_utils.errors import BadRequest
 from course_utils.files import sha256_file
 from course_utils.noise import PerSample, image_seed
 from course_utils.recipes import Recipe
@@ -304,6 +305,50 @@ def test_generate_draws_each_image_from_its_own_seed():
     # given start noise replaces the first draw only: the same noise gives the same images
     start = PerSample.from_seed(7, 3).randn((3, 3, 16, 16))
     torch.testing.assert_close(photos.generate(model, feats, steps=4, seed=7, noise=start), batch, rtol=0, atol=1e-6)
+
+
+def test_generate_switches_the_request_after_k_steps():
+    model = tiny_model()
+    first, then = torch.rand(2, 2, 32, generator=torch.Generator().manual_seed(1))
+    drawn = {k: photos.generate(model, first, steps=4, seed=3, then=then, switch_after=k) for k in (0, 2, 4)}
+    torch.testing.assert_close(drawn[0], photos.generate(model, then, steps=4, seed=3), rtol=0, atol=1e-6)
+    torch.testing.assert_close(drawn[4], photos.generate(model, first, steps=4, seed=3), rtol=0, atol=1e-6)
+    assert min((drawn[2] - drawn[k]).abs().max() for k in (0, 4)) > 1e-3  # both requests shaped it
+    # the model sees the first request for the first k steps, the other after; guidance's NaN rows stay
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, args: seen.append(args[2].clone()))
+    try:
+        photos.generate(model, first, steps=4, seed=3, then=then, switch_after=1)
+    finally:
+        hook.remove()
+    given = [c[torch.isfinite(c).all(1)] for c in seen]
+    assert len(seen) == 4 and all(torch.isnan(c).all(1).sum() == 2 for c in seen)  # one guided call per step
+    assert torch.equal(given[0], first) and all(torch.equal(g, then) for g in given[1:])
+    # one vector for every image
+    one = photos.generate(model, first, steps=4, seed=3, then=then[0], switch_after=2)
+    torch.testing.assert_close(
+        one, photos.generate(model, first, steps=4, seed=3, then=then[[0, 0]], switch_after=2), rtol=0, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(then=torch.rand(2, 32)), "go together"),
+        (dict(switch_after=2), "go together"),
+        (dict(then=torch.rand(2, 32), switch_after=5), "0..4"),
+        (dict(then=torch.rand(2, 32), switch_after=-1), "0..4"),
+        (dict(then=torch.rand(2, 32), switch_after=True), "whole number"),
+        (dict(then=torch.rand(2, 32), switch_after=1.5), "whole number"),
+        (dict(then=torch.rand(3, 32), switch_after=2), "as many feature rows"),
+        (dict(then=torch.full((2, 32), float("nan")), switch_after=2), "finite"),
+    ],
+)
+def test_generate_refuses_a_bad_switch_before_any_compute(kw, message):
+    model = tiny_model()
+    model.forward = None  # any model call would fail with a TypeError, not BadRequest
+    with pytest.raises(BadRequest, match=message):
+        photos.generate(model, torch.rand(2, 32), steps=4, **kw)
 
 
 def test_feature_sweep_shares_the_noise_and_moves_only_the_feature():
