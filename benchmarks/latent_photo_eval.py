@@ -15,6 +15,9 @@ held-out photos; the floor is 256 training photos against the same held-out phot
     python benchmarks/latent_photo_eval.py --guidance-sweep 2 --n 256 \\
         --out benchmarks/results/latent_training_requests.json   # the protocol's size, on training requests
     python benchmarks/latent_photo_eval.py --eta-sweep 0,0.5,1 --n 64 --out benchmarks/results/latent_eta_sweep.json
+    python benchmarks/latent_photo_eval.py --guidance 3 --out benchmarks/results/latent_photo_eval_w3.json
+    python benchmarks/latent_photo_eval.py --guidance 3 --redraw 1000 \\
+        --out benchmarks/results/latent_photo_eval_w3_redraw.json   # the same requests from other noise
 
 The protocol's file also holds each feature's error and correlation (``per_feature``), so a group's
 number can be traced to the features behind it, and the hue's error the short way round the circle.
@@ -260,6 +263,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--model", default="photo-latent")
+    p.add_argument(
+        "--redraw",
+        type=int,
+        default=None,
+        help="draw the held-out requests again from image seeds of this seed (the protocol's is 0): latent model only",
+    )
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/latent_photo_eval.json"))
     p.add_argument(
         "--clip-sweep", default=None, help="comma-separated x0 bounds to compare on training requests, then stop"
@@ -295,6 +304,17 @@ def main() -> None:
         )
         return
     real_held = ps.features[held_idx].numpy()
+    if args.redraw is not None:
+        model, _ = latent.load_latent_model(args.model, device=torch.device("cpu"))
+        print(f"held-out requests, seed {args.redraw}, guidance {args.guidance:g}:")
+        scores = protocol_scores(
+            model, requested, real_held, upsample_to=None, steps=args.steps, w=args.guidance, seed=args.redraw
+        )
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        protocol = dict(n=len(requested), steps=args.steps, guidance=args.guidance, seed=args.redraw)
+        args.out.write_text(json.dumps({"protocol": protocol, "latent (256 px)": scores}, indent=1))
+        print(f"wrote {args.out}")
+        return
     floor_rows = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(1))[: args.n]]
     result = dict(
         protocol=dict(n=len(requested), steps=args.steps, guidance=args.guidance, seed=0, held_out=len(held_idx)),

@@ -1013,3 +1013,85 @@ def test_the_guidance_256_reading_is_what_its_numbers_say():
     _says(f"rise (mean {two['corr']:.3f} to {three['corr']:.3f})")
     assert two["fd"] < three["fd"] < four["fd"]
     _says(f"Realism pays: feature FD {two['fd']:.3f} to {three['fd']:.3f} (w = 4: {four['fd']:.3f})")
+
+
+# -- guidance 3 on the held-out requests: the protocol's reading and a second draw -----------------------
+
+
+def _w3() -> tuple[dict, dict]:
+    return _result("latent_photo_eval_w3.json"), _result("latent_photo_eval_w3_redraw.json")
+
+
+def w3_rows() -> list[str]:
+    w3, w3_redraw = _w3()
+    w2 = _latent()
+    w2_redraw = _result("latent_min_snr.json")["held_out_redraw"]["min_snr"]
+    held = {2: w2["latent (256 px)"], 3: w3["latent (256 px)"]}
+    again = {2: w2_redraw, 3: w3_redraw["latent (256 px)"]}
+    p32 = {2: w2["photo-32 upsampled to 256"], 3: w3["photo-32 upsampled to 256"]}
+    speed = {2: w2["latent seconds per 256px image, batch 1"], 3: w3["latent seconds per 256px image, batch 1"]}
+    goals = {
+        w: f"{sum(_group_goals(held[w]['fidelity']).values())} / {sum(_group_goals(again[w]['fidelity']).values())}"
+        for w in (2, 3)
+    }
+    return [
+        f"| group correlations, protocol seeds | {_corrs(held[2]['fidelity'])} | {_corrs(held[3]['fidelity'])} |",
+        f"| the same requests, other noise (seed {w3_redraw['protocol']['seed']}) | {_corrs(again[2]['fidelity'])} "
+        f"| {_corrs(again[3]['fidelity'])} |",
+        f"| COLOR / LIGHTING MAE over shuffled, protocol seeds | {_ratios(held[2]['fidelity'])} "
+        f"| {_ratios(held[3]['fidelity'])} |",
+        f"| the same, other noise | {_ratios(again[2]['fidelity'])} | {_ratios(again[3]['fidelity'])} |",
+        f"| feature FD to held-out photos, protocol seeds / other noise | {held[2]['fd_vs_held_out']:.3f} / "
+        f"{again[2]['fd_vs_held_out']:.3f} | {held[3]['fd_vs_held_out']:.3f} / {again[3]['fd_vs_held_out']:.3f} |",
+        f"| photo-32 enlarged, same guidance: FD / SHAPE / TOPOLOGY | {p32[2]['fd_vs_held_out']:.3f} / "
+        f"{p32[2]['fidelity']['SHAPE']['corr']:.2f} / {p32[2]['fidelity']['TOPOLOGY']['corr']:.2f} "
+        f"| {p32[3]['fd_vs_held_out']:.3f} / {p32[3]['fidelity']['SHAPE']['corr']:.2f} / "
+        f"{p32[3]['fidelity']['TOPOLOGY']['corr']:.2f} |",
+        f"| seconds per image, two threads / one | {speed[2]['2 threads']:.2f} / {speed[2]['1 thread']:.2f} "
+        f"| {speed[3]['2 threads']:.2f} / {speed[3]['1 thread']:.2f} |",
+        f"| group goals met of 7, protocol seeds / other noise | {goals[2]} | {goals[3]} |",
+    ]
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_the_w3_table_is_the_measured_one(index):
+    _says(w3_rows()[index])
+
+
+def test_the_w3_protocol_is_the_protocol_at_guidance_3():
+    w3, w3_redraw = _w3()
+    assert w3["protocol"] == dict(_latent()["protocol"], guidance=3.0)
+    assert w3_redraw["protocol"] == dict(n=256, steps=50, guidance=3.0, seed=1000)
+    assert w3["fd_floor_real_vs_real"] == _latent()["fd_floor_real_vs_real"]
+
+
+def test_the_w3_reading_is_what_its_numbers_say():
+    w3, w3_redraw = _w3()
+    held, again = w3["latent (256 px)"], w3_redraw["latent (256 px)"]
+    f, g = held["fidelity"], again["fidelity"]
+    assert all(_group_goals(f).values())
+    p32 = w3["photo-32 upsampled to 256"]
+    assert held["fd_vs_held_out"] < p32["fd_vs_held_out"]
+    assert all(f[k]["corr"] > p32["fidelity"][k]["corr"] for k in ("SHAPE", "TOPOLOGY"))
+    two = w3["latent seconds per 256px image, batch 1"]["2 threads"]
+    assert two <= 3.0
+    margin = {k: f[k]["corr"] - f[k]["corr_shuffled"] - 0.2 for k in ("SHAPE", "TOPOLOGY")}
+    _says(
+        f"COLOR's and LIGHTING's MAE ratios {_mae_ratio(f, 'COLOR'):.3f} and {_mae_ratio(f, 'LIGHTING'):.3f}, "
+        f"SHAPE {margin['SHAPE']:.2f} and TOPOLOGY {margin['TOPOLOGY']:.2f} above their lines, FD "
+        f"{held['fd_vs_held_out']:.3f} against photo-32's {p32['fd_vs_held_out']:.3f} at the same guidance, and an "
+        f"image in {two:.2f} s on two threads"
+    )
+    missed = [k for k, met in _group_goals(g).items() if not met]
+    assert missed == ["LIGHTING error"]
+    _says(f"On the second draw it meets six: LIGHTING's error misses by a hair ({_mae_ratio(g, 'LIGHTING'):.3f})")
+    _says("the shipped model meets every goal on the protocol's seeds, and all but LIGHTING's error on the second draw")
+    w2_redraw = _result("latent_min_snr.json")["held_out_redraw"]["min_snr"]
+    fd = (
+        held["fd_vs_held_out"],
+        again["fd_vs_held_out"],
+        _latent()["latent (256 px)"]["fd_vs_held_out"],
+        w2_redraw["fd_vs_held_out"],
+    )
+    assert fd[0] > fd[2] and fd[1] > fd[3]
+    _says(f"FD {fd[0]:.3f} and {fd[1]:.3f} against {fd[2]:.3f} and {fd[3]:.3f}")
