@@ -935,15 +935,21 @@ def _glance() -> dict[str, dict]:
     return runs
 
 
+def _goal_columns(groups: dict) -> tuple[str, str, int]:
+    """What the goal tables show of one reading: COLOR / LIGHTING MAE over shuffled (three places),
+    SHAPE / TOPOLOGY correlation, and the group goals met."""
+    return (
+        f"{_mae_ratio(groups, 'COLOR'):.3f} / {_mae_ratio(groups, 'LIGHTING'):.3f}",
+        f"{groups['SHAPE']['corr']:.2f} / {groups['TOPOLOGY']['corr']:.2f}",
+        sum(_group_goals(groups).values()),
+    )
+
+
 def glance_rows() -> list[str]:
     rows = []
     for name, r in _glance().items():
-        f = r["fidelity"]
-        rows.append(
-            f"| {name} | {_mae_ratio(f, 'COLOR'):.3f} / {_mae_ratio(f, 'LIGHTING'):.3f} "
-            f"| {f['SHAPE']['corr']:.2f} / {f['TOPOLOGY']['corr']:.2f} | {r['fd_vs_held_out']:.3f} "
-            f"| {sum(_group_goals(f).values())} |"
-        )
+        ratios, outline, met = _goal_columns(r["fidelity"])
+        rows.append(f"| {name} | {ratios} | {outline} | {r['fd_vs_held_out']:.3f} | {met} |")
     return rows
 
 
@@ -980,12 +986,9 @@ def guidance_256_rows() -> list[str]:
     rows = []
     for w, r in _sweep_256().items():
         g = r["groups"]
-        rows.append(
-            f"| {float(w):g} | {_mae_ratio(g, 'COLOR'):.3f} / {_mae_ratio(g, 'LIGHTING'):.3f} "
-            f"| {g['COLOR']['mae']:.3f} / {g['LIGHTING']['mae']:.3f} | {r['corr']:.3f} "
-            f"| {g['SHAPE']['corr']:.2f} / {g['TOPOLOGY']['corr']:.2f} | {r['fd']:.3f} "
-            f"| {sum(_group_goals(g).values())} |"
-        )
+        ratios, outline, met = _goal_columns(g)
+        errors = f"{g['COLOR']['mae']:.3f} / {g['LIGHTING']['mae']:.3f}"
+        rows.append(f"| {float(w):g} | {ratios} | {errors} | {r['corr']:.3f} | {outline} | {r['fd']:.3f} | {met} |")
     return rows
 
 
