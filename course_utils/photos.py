@@ -166,9 +166,8 @@ def generate(
     times = ddim_times(steps)
     guided = guidance.cfg(model, guidance_scale)
     if later is not None:  # the model is called at times[0 .. steps - 1]: from times[k] on, the other request
-        guided = _switched(
-            guided, later.to(predictions.device_of(model)), float(times[switch_after]), switch_after < steps
-        )
+        t_switch = float(times[switch_after]) if switch_after < steps else float("-inf")
+        guided = _switched(guided, later.to(predictions.device_of(model)), t_switch)
     if generator is None:
         generator = PerSample.from_seed(seed, B)
     check_streams(generator, B)
@@ -216,11 +215,11 @@ def _check_switch(then, switch_after, *, steps: int, n: int | None, like: Tensor
     return later
 
 
-def _switched(guided, later: Tensor, t_switch: float, switches: bool):
-    """``guided`` told ``later`` instead of its request at every t <= ``t_switch`` (if ``switches``)."""
+def _switched(guided, later: Tensor, t_switch: float):
+    """``guided`` told ``later`` instead of its request at every t <= ``t_switch``."""
 
     def switched(x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
-        if switches and cond is not None and float(t.flatten()[0]) <= t_switch:
+        if cond is not None and float(t.flatten()[0]) <= t_switch:
             cond = later
         return guided(x, t, cond)
 
