@@ -1041,9 +1041,10 @@ def w3_rows() -> list[str]:
         f"| group correlations, protocol seeds | {_corrs(held[2]['fidelity'])} | {_corrs(held[3]['fidelity'])} |",
         f"| the same requests, other noise (seed {w3_redraw['protocol']['seed']}) | {_corrs(again[2]['fidelity'])} "
         f"| {_corrs(again[3]['fidelity'])} |",
-        f"| COLOR / LIGHTING MAE over shuffled, protocol seeds | {_ratios(held[2]['fidelity'])} "
-        f"| {_ratios(held[3]['fidelity'])} |",
-        f"| the same, other noise | {_ratios(again[2]['fidelity'])} | {_ratios(again[3]['fidelity'])} |",
+        f"| COLOR / LIGHTING MAE over shuffled, protocol seeds | {_goal_columns(held[2]['fidelity'])[0]} "
+        f"| {_goal_columns(held[3]['fidelity'])[0]} |",
+        f"| the same, other noise | {_goal_columns(again[2]['fidelity'])[0]} "
+        f"| {_goal_columns(again[3]['fidelity'])[0]} |",
         f"| feature FD to held-out photos, protocol seeds / other noise | {held[2]['fd_vs_held_out']:.3f} / "
         f"{again[2]['fd_vs_held_out']:.3f} | {held[3]['fd_vs_held_out']:.3f} / {again[3]['fd_vs_held_out']:.3f} |",
         f"| photo-32 enlarged, same guidance: FD / SHAPE / TOPOLOGY | {p32[2]['fd_vs_held_out']:.3f} / "
