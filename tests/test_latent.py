@@ -190,8 +190,8 @@ def test_latent_model_trains_and_draws_decoded_photos(tmp_path):
 
 
 def test_both_halves_train_on_the_course_device(tmp_path, monkeypatch):
-    """Without ``device`` both trainings ask :func:`config.device` (a GPU when there is one), and the
-    records name the device they trained on; the photos and cached latents stay on the CPU."""
+    """Without ``device`` both trainings ask :func:`config.device` (a GPU when there is one); an
+    explicit device is used without asking; the photos and cached latents stay on the CPU."""
     from course_utils import config
 
     asked = []
