@@ -11,7 +11,7 @@ feature MLP has to learn that circle; given (cos, sin), it is one linear map awa
 are neighbours.
 
 The shipped model's numbers under the same seeds are read from the files that hold them
-(`latent_photo_eval.json`, `latent_min_snr.json`'s redraw, `latent_training_requests.json`), so the
+(`latent_photo_eval_w2.json`, `latent_min_snr.json`'s redraw, `latent_training_requests.json`), so the
 comparison is paired image by image. The run resumes its folder when killed; its weights stay there.
 
     python benchmarks/latent_hue_angle.py [--run-dir runs/photo-latent-hue-angle] \\

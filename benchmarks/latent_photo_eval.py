@@ -1,23 +1,31 @@
 """The capstone's measurement protocol, at 256 px on decoded images (fixed before training):
 
 256 held-out requests (the features of held-out photos, chosen with seed 0), one image each, DDIM 50,
-guidance w = 2, image i drawn from its own seed. Group correlation = the mean over the group's
-features of the Pearson correlation across images between requested and measured values. The
-shipped 32 px pixel model (photo-32) is measured the same way after bicubic upsampling to 256 px.
-Realism: the Frechet distance between the 32-feature vectors of the generated images and of all
+guidance w = 2 unless a sweep says otherwise, image i drawn from its own seed. Group correlation = the
+mean over the group's features of the Pearson correlation across images between requested and measured
+values. The shipped 32 px pixel model (photo-32) is measured the same way after bicubic upsampling to
+256 px. Realism: the Frechet distance between the 32-feature vectors of the generated images and of all
 held-out photos; the floor is 256 training photos against the same held-out photos.
 
+The sweep on 256 training requests (``--guidance-sweep 2,3,4 --n 256``) chose w = 3
+(``latent.GUIDANCE``), the default here. The protocol's reading at w = 2 is kept in
+``latent_photo_eval_w2.json``: the trials of the recipe (``latent_min_snr.py``, ``latent_training_seed.py``,
+...) were paired with it, at w = 2 (``PAIRED_GUIDANCE``).
+
     python benchmarks/latent_photo_eval.py [--n 256] [--out benchmarks/results/latent_photo_eval.json]
-    python benchmarks/latent_photo_eval.py --clip-sweep 1.5,2,3,4,6 --n 64 \\
-        --out benchmarks/results/latent_clip_sweep.json
+    python benchmarks/latent_photo_eval.py --redraw 1000 \\
+        --out benchmarks/results/latent_photo_eval_redraw.json   # the same requests from other noise
+    python benchmarks/latent_photo_eval.py --guidance 2 --out benchmarks/results/latent_photo_eval_w2.json
+    python benchmarks/latent_photo_eval.py --guidance-sweep 2,3,4 --n 256 \\
+        --out benchmarks/results/latent_guidance_sweep_256.json   # the sweep that chose w = 3
     python benchmarks/latent_photo_eval.py --guidance-sweep 2,3,5 --n 48 \\
         --out benchmarks/results/latent_guidance_sweep.json
     python benchmarks/latent_photo_eval.py --guidance-sweep 2 --n 256 \\
         --out benchmarks/results/latent_training_requests.json   # the protocol's size, on training requests
-    python benchmarks/latent_photo_eval.py --eta-sweep 0,0.5,1 --n 64 --out benchmarks/results/latent_eta_sweep.json
-    python benchmarks/latent_photo_eval.py --guidance 3 --out benchmarks/results/latent_photo_eval_w3.json
-    python benchmarks/latent_photo_eval.py --guidance 3 --redraw 1000 \\
-        --out benchmarks/results/latent_photo_eval_w3_redraw.json   # the same requests from other noise
+    python benchmarks/latent_photo_eval.py --guidance 2 --clip-sweep 1.5,2,3,4,6 --n 64 \\
+        --out benchmarks/results/latent_clip_sweep.json
+    python benchmarks/latent_photo_eval.py --guidance 2 --eta-sweep 0,0.5,1 --n 64 \\
+        --out benchmarks/results/latent_eta_sweep.json
 
 The protocol's file also holds each feature's error and correlation (``per_feature``), so a group's
 number can be traced to the features behind it, and the hue's error the short way round the circle.
@@ -169,19 +177,23 @@ def training_sweep(model, ps, train_idx, settings: dict, *, n: int, steps: int) 
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REDRAW_SEED = 1000  # the second draw of the protocol's requests (``latent_min_snr.py --redraw``)
+PAIRED_GUIDANCE = 2.0  # the guidance of the trials' paired readings (the protocol's before the sweep chose 3)
 _KEPT = ("fidelity", "fd_vs_held_out", "dominant_hue")  # what a paired reading keeps of protocol_scores
 
 
 def shipped_scores() -> dict:
-    """The shipped model's three readings, from the files that hold them: the protocol
-    (``latent_photo_eval.json``), the same requests from other noise (``latent_min_snr.json``'s
+    """The shipped model's three readings at ``PAIRED_GUIDANCE``, from the files that hold them: the
+    protocol (``latent_photo_eval_w2.json``), the same requests from other noise (``latent_min_snr.json``'s
     redraw, seed ``REDRAW_SEED``) and the 256 training requests (``latent_training_requests.json``).
     A run of the recipe measured by :func:`three_readings` is paired with them image by image."""
-    protocol = json.loads((RESULTS / "latent_photo_eval.json").read_text())["latent (256 px)"]
+    protocol_file = json.loads((RESULTS / "latent_photo_eval_w2.json").read_text())
+    if protocol_file["protocol"]["guidance"] != PAIRED_GUIDANCE:
+        raise SystemExit(f"latent_photo_eval_w2.json was read at guidance {protocol_file['protocol']['guidance']:g}")
+    protocol = protocol_file["latent (256 px)"]
     redraw = json.loads((RESULTS / "latent_min_snr.json").read_text())["held_out_redraw"]
     if redraw["seed"] != REDRAW_SEED:
         raise SystemExit(f"latent_min_snr.json's redraw used seed {redraw['seed']}, not {REDRAW_SEED}")
-    train = json.loads((RESULTS / "latent_training_requests.json").read_text())["guidance_scales"]["2.0"]
+    train = json.loads((RESULTS / "latent_training_requests.json").read_text())["guidance_scales"][str(PAIRED_GUIDANCE)]
     return dict(
         held_out={k: protocol[k] for k in _KEPT},
         held_out_redraw=redraw["min_snr"],
@@ -192,13 +204,14 @@ def shipped_scores() -> dict:
 def three_readings(model, ps, train_idx, held_idx, *, n: int, label: str) -> dict:
     """A trained latent model's readings under the shipped model's requests and seeds: the protocol
     (held-out requests, seed 0), the same requests from other noise (``REDRAW_SEED``) and ``n``
-    training requests (``training_sweep`` at guidance 2)."""
+    training requests (``training_sweep``), all at ``PAIRED_GUIDANCE``."""
     requested, real_held = held_out_requests(ps, held_idx, n), ps.features[held_idx].numpy()
     print(f"held-out requests, {label}:")
-    held_out = protocol_scores(model, requested, real_held, upsample_to=None, steps=50, w=2.0)
+    w = PAIRED_GUIDANCE
+    held_out = protocol_scores(model, requested, real_held, upsample_to=None, steps=50, w=w)
     print(f"held-out requests, seed {REDRAW_SEED}, {label}:")
-    redraw = protocol_scores(model, requested, real_held, upsample_to=None, steps=50, w=2.0, seed=REDRAW_SEED)
-    train = training_sweep(model, ps, train_idx, {"2.0": (model.x0_clip, 2.0, 1.0)}, n=n, steps=50)["2.0"]
+    redraw = protocol_scores(model, requested, real_held, upsample_to=None, steps=50, w=w, seed=REDRAW_SEED)
+    train = training_sweep(model, ps, train_idx, {str(w): (model.x0_clip, w, 1.0)}, n=n, steps=50)[str(w)]
     return dict(
         held_out=held_out,
         held_out_redraw=dict(seed=REDRAW_SEED, **{k: redraw[k] for k in _KEPT}),
@@ -261,7 +274,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=256)
     p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--guidance", type=float, default=latent.GUIDANCE, help="default: latent.GUIDANCE (3)")
     p.add_argument("--model", default="photo-latent")
     p.add_argument(
         "--redraw",

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 MAX_SEED = 2**32 - 1  # samplers.MAX_SEED, without importing torch to print --help
+PHOTO_GUIDANCE = 3.0  # latent.GUIDANCE, the same way
 
 
 def _number(kind, check, says: str):
@@ -396,7 +397,12 @@ def build_generate_parser(prog: str = "python -m course_utils generate photo") -
     p.add_argument("--n", type=_number(int, lambda v: 1 <= v <= MAX_PHOTOS, f"must be in 1..{MAX_PHOTOS}"), default=4)
     p.add_argument("--seed", type=_seed, default=0, help=f"a whole number in 0..{MAX_SEED}; image i uses its own seed")
     p.add_argument("--out", type=Path, required=True, help="folder to write the PNGs and features.json into")
-    p.add_argument("--guidance", type=_finite_float, default=2.0, help="classifier-free guidance scale (default 2)")
+    p.add_argument(
+        "--guidance",
+        type=_finite_float,
+        default=PHOTO_GUIDANCE,
+        help=f"classifier-free guidance scale (default {PHOTO_GUIDANCE:g}, chosen on training requests)",
+    )
     p.add_argument(
         "--steps", type=_number(int, lambda v: 1 <= v <= 1000, "must be in 1..1000"), default=50, help="DDIM steps"
     )

@@ -40,6 +40,9 @@ from .recipes import Recipe
 HELD_OUT = 0.1  # share of the photos kept out of every training run
 SPLIT_SEED = 0
 X0_CLIP = 3.0  # the latent model's bound on x0_hat (LatentDiffusion): benchmarks/latent_photo_eval.py --clip-sweep
+# the latent model's guidance scale (generate photo, notebooks 10-11, the protocol), chosen on 256 training
+# requests: benchmarks/latent_photo_eval.py --guidance-sweep 2,3,4 --n 256
+GUIDANCE = 3.0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -187,3 +187,10 @@ def test_the_command_line_seed_bound_is_the_samplers():
     from course_utils import samplers
 
     assert cli.MAX_SEED == samplers.MAX_SEED  # the CLI keeps its own copy so --help needs no torch
+
+
+def test_the_command_line_photo_guidance_is_the_latent_models():
+    from course_utils import __main__ as cli
+    from course_utils import latent
+
+    assert cli.PHOTO_GUIDANCE == latent.GUIDANCE  # the same copy, for the same reason

@@ -128,6 +128,7 @@ def test_generate_writes_photos_and_their_features(tmp_path, capsys):
     assert main([*args, "--batch", "2", "--no-progress"]) == 0
     report = json.loads((out / "features.json").read_text())
     assert report["asked"] == ["dominant_hue", "brightness_var"] and report["requested"]["dominant_hue"] == 0.1
+    assert report["guidance"] == latent.GUIDANCE == 3.0  # the default: the scale the capstone chose
     assert len(report["images"]) == 2 and len(report["images"][0]["measured"]) == 32
     first = cv2.imread(str(out / "photo_000.png"))
     assert first.shape == (256, 256, 3)
