@@ -325,3 +325,17 @@ def test_the_two_build_commands_export_records_that_load_together(tmp_path, monk
     assert extra["latents"] == 10 * variants == 10 * extra["variants"] and model.x0_clip == latent.X0_CLIP
     assert f"({variants} variants of 10 photos" in lat_record["recipe"]["trained"]
     assert photos.generate(model, feats[:1], steps=2).shape == (1, 3, 32, 32)
+
+
+def test_the_w3_trial_reader_refuses_missing_runs_before_any_compute(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setenv("COURSE_HOME", str(tmp_path))  # no runs/ there
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import latent_trials_w3
+
+    monkeypatch.setattr(latent_trials_w3.photo_data, "load_photos", lambda **kw: pytest.fail("loaded photos"))
+    monkeypatch.setattr(sys, "argv", ["latent_trials_w3.py", "--out", str(tmp_path / "out.json")])
+    with pytest.raises(SystemExit, match="runs/photo-latent-seed1.*runs/photo-latent-hue-angle"):
+        latent_trials_w3.main()
+    assert not (tmp_path / "out.json").exists()
