@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, uninstalled
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the protocol's own drawing and scoring
 
 import torch  # noqa: E402
-from latent_photo_eval import REDRAW_SEED, RESULTS, held_out_requests, protocol_scores  # noqa: E402
+from latent_photo_eval import _KEPT, REDRAW_SEED, RESULTS, held_out_requests, protocol_scores  # noqa: E402
 
-from course_utils import config, latent, photo_data  # noqa: E402
+from course_utils import config, files, latent, photo_data  # noqa: E402
 
 # trial name -> (its run folder under runs/, the result file its trial wrote)
 TRIALS = {
@@ -39,20 +37,11 @@ TRIALS = {
     "adaptive GroupNorm, seed 1": ("photo-latent-scale-shift-seed1", "latent_scale_shift_seed1.json"),
     "the hue as an angle": ("photo-latent-hue-angle", "latent_hue_angle.json"),
 }
-_KEPT = ("fidelity", "fd_vs_held_out", "dominant_hue")
-
-
-def _write(path: Path, result: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, path)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--guidance", type=float, default=latent.GUIDANCE)
     p.add_argument("--n", type=int, default=256)
     p.add_argument("--out", type=Path, default=RESULTS / "latent_trials_w3.json")
     args = p.parse_args()
@@ -85,8 +74,9 @@ def main() -> None:
                 model, requested, real_held, upsample_to=None, steps=50, w=args.guidance, seed=seed
             )
             readings[key] = {k: scores[k] for k in _KEPT}
-            _write(args.out, result)
-    print(f"wrote {args.out}")
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            files.atomic_write(args.out, json.dumps(result, indent=1))
+    print(f"{args.out}: {len(result['runs'])} runs, each read on both draws")
 
 
 if __name__ == "__main__":
